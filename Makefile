@@ -1,0 +1,31 @@
+# `make test` is the project's test command (README, .ci/run). It builds the venv itself:
+# torch is installed first, pinned, so that no dependency pulls a multi-GB CUDA build.
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.caasl-installed
+
+.PHONY: test lint demo bench clean
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: lint
+	OMP_NUM_THREADS=2 $(PY) -m pytest -q
+
+demo: $(STAMP)
+	$(VENV)/bin/caasl demo
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_env.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

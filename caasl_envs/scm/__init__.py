@@ -1,0 +1,17 @@
+"""Simulators of hidden causal systems, batched over environments."""
+
+from caasl_envs.scm.linear import (
+    LINEAR_INTERVENTIONS,
+    NOISE_FAMILIES,
+    LinearSCM,
+    LinearSCMPrior,
+    standard_noise,
+)
+
+__all__ = [
+    "LINEAR_INTERVENTIONS",
+    "NOISE_FAMILIES",
+    "LinearSCM",
+    "LinearSCMPrior",
+    "standard_noise",
+]
