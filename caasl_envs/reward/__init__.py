@@ -36,7 +36,7 @@ def load_reward_model(name: str | Path, **kwargs) -> RewardModel:
     if key in _REGISTRY:
         return _REGISTRY[key](**kwargs)
     if Path(key).is_dir():
-        from caasl_envs.reward.avici import load_official_checkpoint
+        from caasl_envs.reward.official import load_official_checkpoint
 
         return load_official_checkpoint(key, **kwargs)
     raise ValueError(

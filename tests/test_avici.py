@@ -1,0 +1,168 @@
+"""AVICIModel: parity with the official JAX implementation, safe import, padding, standardisers."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import caasl_envs
+from caasl_envs.reward.avici import AVICIModel, standardize_counts, standardize_real
+from caasl_envs.reward.official import InertStub, load_official_checkpoint, restricted_load
+
+DATA = Path(__file__).parent / "data" / "avici"
+FIXTURES = {"tiny": False, "tiny-grn": True}  # name -> expects_counts
+
+
+def _cases(name: str):
+    cases = np.load(DATA / name / "cases.npz", allow_pickle=False)
+    for k in range(1, int(cases["n_cases"]) + 1):
+        x = np.stack([cases[f"x_{k}"], cases[f"interv_{k}"]], axis=-1)
+        yield k, torch.from_numpy(x.astype(np.float64))[None], cases
+
+
+@pytest.mark.parametrize("name", sorted(FIXTURES))
+def test_parity_float64_with_official(name):
+    model = load_official_checkpoint(
+        DATA / name, expects_counts=FIXTURES[name], dtype=torch.float64
+    )
+    assert model.mask_diag == bool(np.load(DATA / name / "cases.npz")["mask_diag"])
+    for k, x, cases in _cases(name):
+        np.testing.assert_allclose(
+            model.standardize(x)[0].numpy(), cases[f"xstd_{k}"], atol=1e-9, rtol=0
+        )
+        logits = model(x)[0].detach().numpy()
+        np.testing.assert_allclose(logits, cases[f"logits_{k}"], atol=1e-8, rtol=0)
+        probs = model.edge_probs(x)[0].numpy()
+        assert np.abs(probs - cases[f"probs_{k}"]).max() <= 1e-5
+
+
+@pytest.mark.parametrize("name", sorted(FIXTURES))
+def test_parity_float32_with_official(name):
+    model = load_official_checkpoint(DATA / name, expects_counts=FIXTURES[name])
+    for k, x, cases in _cases(name):
+        probs = model.edge_probs(x.float())[0].double().numpy()
+        assert np.abs(probs - cases[f"probs_{k}"]).max() <= 1e-5
+        binary = (probs > 0.5).astype(np.int8)
+        near_half = np.abs(cases[f"probs_f32_{k}"] - 0.5) < 1e-4
+        assert (binary == cases[f"binary_{k}"])[~near_half].all()
+
+
+def test_load_reward_model_accepts_checkpoint_folder():
+    model = caasl_envs.load_reward_model(DATA / "tiny", expects_counts=False)
+    assert isinstance(model, AVICIModel) and not model.training and model.expects_counts is False
+    x = torch.stack([torch.randn(3, 20, 5), (torch.rand(3, 20, 5) < 0.1).float()], -1)
+    probs = model.edge_probs(x)
+    assert probs.shape == (3, 5, 5) and probs.dtype == torch.float32
+
+
+class _Exploit:
+    def __reduce__(self):
+        return (
+            exec,
+            (
+                "import pathlib; pathlib.Path(__import__('os').environ['CAASL_PWNED']).write_text('x')",
+            ),
+        )
+
+
+def test_malicious_pickle_executes_nothing(tmp_path, monkeypatch):
+    marker = tmp_path / "pwned"
+    monkeypatch.setenv("CAASL_PWNED", str(marker))
+    payload = tmp_path / "evil.pkl"
+    payload.write_bytes(pickle.dumps({"params": _Exploit()}))
+    loaded = restricted_load(payload)
+    assert not marker.exists()
+    assert isinstance(loaded["params"], InertStub)
+    # the same file does run code with plain pickle: the test above can fail
+    with open(payload, "rb") as handle:
+        pickle.load(handle)
+    assert marker.exists()
+
+
+def test_malicious_checkpoint_folder_is_refused(tmp_path):
+    (tmp_path / "kwargs.json").write_text((DATA / "tiny" / "kwargs.json").read_text())
+    (tmp_path / "checkpoint_0000001.pkl").write_bytes(pickle.dumps(_Exploit()))
+    with pytest.raises(ValueError, match="ModelState"):
+        load_official_checkpoint(tmp_path)
+
+
+def test_unsupported_kwargs_are_refused(tmp_path):
+    text = (
+        (DATA / "tiny" / "kwargs.json")
+        .read_text()
+        .replace('"cosine_sim": true', '"cosine_sim": false')
+    )
+    (tmp_path / "kwargs.json").write_text(text)
+    (tmp_path / "checkpoint_0000000.pkl").write_bytes(
+        (DATA / "tiny" / "checkpoint_0000000.pkl").read_bytes()
+    )
+    with pytest.raises(ValueError, match="cosine_sim"):
+        load_official_checkpoint(tmp_path)
+
+
+@pytest.mark.parametrize("expects_counts", [False, True])
+def test_padding_changes_nothing(expects_counts):
+    torch.manual_seed(0)
+    model = (
+        AVICIModel(dim=16, layers=2, num_heads=2, key_size=8, expects_counts=expects_counts)
+        .double()
+        .eval()
+    )
+    lengths = [7, 12, 3]
+    n, d = max(lengths) + 2, 4
+    x = torch.zeros(len(lengths), n, d, 2, dtype=torch.float64)
+    mask = torch.zeros(len(lengths), n, dtype=torch.bool)
+    singles = []
+    for b, length in enumerate(lengths):
+        values = (
+            torch.poisson(torch.full((length, d), 3.0))
+            if expects_counts
+            else torch.randn(length, d)
+        )
+        flags = (torch.rand(length, d) < 0.2).double()
+        rows = torch.stack([values, flags], -1)
+        x[b, :length], mask[b, :length] = rows, True
+        singles.append(model.edge_probs(rows[None])[0])
+    batched = model.edge_probs(x, mask)
+    for b in range(len(lengths)):
+        torch.testing.assert_close(batched[b], singles[b], atol=1e-12, rtol=0)
+    # garbage in padded rows changes nothing either
+    noisy = x + (~mask)[..., None, None] * 100.0
+    torch.testing.assert_close(model.edge_probs(noisy, mask), batched, atol=1e-12, rtol=0)
+
+
+def test_any_d_and_n_and_bad_input():
+    model = AVICIModel(dim=8, layers=1, num_heads=2, key_size=4).eval()
+    for n, d in ((1, 2), (5, 3), (30, 11)):
+        probs = model.edge_probs(torch.randn(2, n, d, 2))
+        assert probs.shape == (2, d, d) and torch.all(probs.diagonal(dim1=-2, dim2=-1) == 0)
+        assert torch.all((probs >= 0) & (probs <= 1))
+    with pytest.raises(ValueError, match="shape"):
+        model.edge_probs(torch.randn(2, 5, 3))
+    with pytest.raises(ValueError, match="NaN"):
+        model.edge_probs(torch.full((1, 4, 3, 2), float("nan")))
+    with pytest.raises(ValueError, match="valid row"):
+        model.edge_probs(torch.randn(2, 4, 3, 2), torch.tensor([[True] * 4, [False] * 4]))
+    with pytest.raises(ValueError, match="dim"):
+        AVICIModel(dim=0)
+
+
+def test_standardizers_by_hand():
+    values = torch.tensor([[[1.0, 2.0], [3.0, 2.0], [5.0, 2.0]]], dtype=torch.float64)
+    out = standardize_real(values, torch.ones(1, 3, dtype=torch.bool))
+    np.testing.assert_allclose(
+        out[0, :, 0].numpy(), np.array([-1.0, 0.0, 1.0]) * np.sqrt(1.5), atol=1e-12
+    )
+    assert torch.all(out[0, :, 1] == 0)  # constant column: divided by 1
+    counts = torch.tensor([[[0.0, 4.0], [2.0, 2.0], [0.0, 0.0]]], dtype=torch.float64)
+    logs = np.log2(np.array([1e6, 5e5, 5e5]))
+    expected = np.zeros((3, 2))
+    expected[[0, 1, 1], [1, 0, 1]] = (logs - logs.min()) / logs.std()
+    out = standardize_counts(counts, torch.ones(1, 3, dtype=torch.bool))
+    np.testing.assert_allclose(out[0].numpy(), expected, atol=1e-12)
+    with pytest.raises(ValueError, match="non-negative"):
+        standardize_counts(-counts - 1, torch.ones(1, 3, dtype=torch.bool))
