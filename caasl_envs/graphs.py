@@ -53,7 +53,9 @@ def _barabasi_albert(g: np.random.Generator, d: int, m: int) -> np.ndarray:
     return adj[np.ix_(perm, perm)]
 
 
-def scale_free(rng: BatchedRNG, d: int, degree: float = 3.0, transpose: bool = False) -> torch.Tensor:
+def scale_free(
+    rng: BatchedRNG, d: int, degree: float = 3.0, transpose: bool = False
+) -> torch.Tensor:
     """Directed Barabási–Albert DAGs, ``m = int(degree) + 1`` edges per new node (CAASL's choice).
 
     Hubs are causes (out-degree power law); ``transpose=True`` makes hubs effects.

@@ -21,14 +21,18 @@ class BatchedRNG:
     :param device: torch device of the returned tensors.
     """
 
-    def __init__(self, generators: Sequence[np.random.Generator], device: torch.device | str = "cpu"):
+    def __init__(
+        self, generators: Sequence[np.random.Generator], device: torch.device | str = "cpu"
+    ):
         if len(generators) == 0:
             raise ValueError("BatchedRNG needs at least one generator")
         self.generators = list(generators)
         self.device = torch.device(device)
 
     @classmethod
-    def from_seeds(cls, seeds: Sequence[int | None], device: torch.device | str = "cpu") -> BatchedRNG:
+    def from_seeds(
+        cls, seeds: Sequence[int | None], device: torch.device | str = "cpu"
+    ) -> BatchedRNG:
         return cls([np.random.default_rng(s) for s in seeds], device)
 
     def __len__(self) -> int:
@@ -38,7 +42,9 @@ class BatchedRNG:
         """The generators of the environments in ``index`` (shared, not copied)."""
         return BatchedRNG([self.generators[i] for i in index], self.device)
 
-    def draw(self, fn: Callable[[np.random.Generator], np.ndarray], dtype=torch.float32) -> torch.Tensor:
+    def draw(
+        self, fn: Callable[[np.random.Generator], np.ndarray], dtype=torch.float32
+    ) -> torch.Tensor:
         """Stack ``fn(generator)`` over environments into a ``(B, ...)`` tensor."""
         out = np.stack([np.asarray(fn(g)) for g in self.generators])
         return torch.as_tensor(out, dtype=dtype, device=self.device)

@@ -33,7 +33,9 @@ def check_history(x: torch.Tensor, mask: torch.Tensor | None = None) -> None:
     if not torch.isfinite(x).all():
         raise ValueError("history contains NaN or inf")
     if mask is not None and tuple(mask.shape) != tuple(x.shape[:2]):
-        raise ValueError(f"mask must have shape (B, n) = {tuple(x.shape[:2])}, got {tuple(mask.shape)}")
+        raise ValueError(
+            f"mask must have shape (B, n) = {tuple(x.shape[:2])}, got {tuple(mask.shape)}"
+        )
 
 
 class ConstantRewardModel(torch.nn.Module):
@@ -84,7 +86,11 @@ class PartialCorrelationRewardModel(torch.nn.Module):
         cov = (w * v.unsqueeze(-1) * v.unsqueeze(-2)).sum(1) / cnt - mean * mean.transpose(-1, -2)
         d = v.shape[-1]
         eye = torch.eye(d, dtype=v.dtype, device=v.device)
-        prec = torch.linalg.inv(cov + self.ridge * eye * cov.diagonal(dim1=-2, dim2=-1).mean(-1)[..., None, None] + 1e-9 * eye)
+        prec = torch.linalg.inv(
+            cov
+            + self.ridge * eye * cov.diagonal(dim1=-2, dim2=-1).mean(-1)[..., None, None]
+            + 1e-9 * eye
+        )
         dg = prec.diagonal(dim1=-2, dim2=-1).clamp(min=1e-12).sqrt()
         rho = -prec / (dg.unsqueeze(-1) * dg.unsqueeze(-2))
         return rho.abs().clamp(0.0, 1.0).masked_fill(eye.bool(), 0.0).to(x.dtype)

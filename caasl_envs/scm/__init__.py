@@ -15,3 +15,7 @@ __all__ = [
     "LinearSCMPrior",
     "standard_noise",
 ]
+
+#: Simulator families by name; the environments' ``simulator`` kwarg picks one.
+SIMULATORS: dict[str, type] = {"linear": LinearSCMPrior}
+__all__ += ["SIMULATORS"]

@@ -1,0 +1,272 @@
+"""The batched causal-design process shared by the single, vector and SB3 environments.
+
+One :class:`CausalDesignCore` holds ``B`` environments that always step together: same number
+of valid history rows, one simulator call and one reward-model forward per step for the whole
+batch. It speaks torch tensors; the Gymnasium / SB3 front ends convert at their boundary.
+
+Data flow of one step (DESIGN §2)::
+
+    action (B, A) -> targets (B, d) bool, values (B, d)
+                  -> simulator samples (B, k, d)
+                  -> history (B, n0 + t k, d, 2)   [value, intervened flag]
+                  -> reward model -> P (B, d, d) -> reward (B,)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from gymnasium.utils import seeding
+
+from caasl_envs import metrics
+from caasl_envs.reward import RewardModel, load_reward_model
+from caasl_envs.rng import BatchedRNG
+from caasl_envs.scm import SIMULATORS
+
+REWARDS = ("correct_entries", "bce")
+REWARD_SCHEDULES = ("dense", "final")
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` means CUDA when available, else CPU."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+@cache
+def _registered_reward_model(name: str, device: str) -> RewardModel:
+    # One instance per (name, device): SyncVectorEnv over 256 single envs must not load 256 copies.
+    model = load_reward_model(name)
+    return model.to(device) if hasattr(model, "to") else model
+
+
+def score(kind: str, probs: torch.Tensor, graph: torch.Tensor) -> torch.Tensor:
+    """The quantity whose per-step increase is the reward, ``(B,)`` float64.
+
+    ``correct_entries``: expected number of correct off-diagonal adjacency entries.
+    ``bce``: ``1 - mean`` binary cross-entropy of ``probs`` against the graph (off-diagonal).
+    """
+    if kind == "correct_entries":
+        return metrics.expected_correct_entries(probs, graph)
+    d = probs.shape[-1]
+    off = ~torch.eye(d, dtype=torch.bool, device=probs.device)
+    p = probs.double()[:, off].clamp(1e-7, 1 - 1e-7)
+    g = graph.double()[:, off]
+    bce = -(g * p.log() + (1 - g) * (1 - p).log()).mean(-1)
+    return 1.0 - bce
+
+
+@dataclass
+class StepResult:
+    """Tensors of one batched step; ``metrics`` is empty when no forward ran this step."""
+
+    reward: torch.Tensor  # (B,) float64
+    terminated: bool
+    metrics: dict[str, torch.Tensor]
+    final_metrics: dict[str, torch.Tensor] | None
+
+
+class CausalDesignCore:
+    """``num_envs`` causal design environments stepped as one batch.
+
+    :param num_envs: batch size ``B``.
+    :param d: number of variables.
+    :param n0: initial observational samples per environment (``>= 0``).
+    :param budget: number of experiments (steps) per episode (``>= 1``).
+    :param samples_per_step: samples drawn per experiment ``k``.
+    :param simulator: simulator family, a key of :data:`caasl_envs.scm.SIMULATORS`.
+    :param value_scale: intervention values are ``action value * value_scale``.
+    :param reward_model: a :class:`RewardModel`, a registered name, or ``None`` for the
+        simulator's default (the shipped AVICI model for its family).
+    :param reward: ``"correct_entries"`` or ``"bce"``.
+    :param reward_schedule: ``"dense"`` (reward every step) or ``"final"`` (only at the end).
+    :param device: torch device for simulation and reward model, or ``"auto"``.
+    :param prior_kwargs: passed to the simulator prior (graph, graph_degree, noise,
+        coeff_mean, intervention, ...); ``None`` values mean the prior's default.
+    """
+
+    def __init__(
+        self,
+        num_envs: int,
+        d: int = 10,
+        n0: int = 50,
+        budget: int = 10,
+        samples_per_step: int = 1,
+        simulator: str = "linear",
+        value_scale: float = 1.0,
+        reward_model: RewardModel | str | None = None,
+        reward: str = "correct_entries",
+        reward_schedule: str = "dense",
+        device: str | torch.device = "cpu",
+        **prior_kwargs,
+    ):
+        for name, value, low in (
+            ("num_envs", num_envs, 1),
+            ("d", d, 2),
+            ("n0", n0, 0),
+            ("budget", budget, 1),
+            ("samples_per_step", samples_per_step, 1),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        if simulator not in SIMULATORS:
+            raise ValueError(
+                f"unknown simulator {simulator!r}; expected one of {sorted(SIMULATORS)}"
+            )
+        if reward not in REWARDS:
+            raise ValueError(f"unknown reward {reward!r}; expected one of {REWARDS}")
+        if reward_schedule not in REWARD_SCHEDULES:
+            raise ValueError(
+                f"unknown reward_schedule {reward_schedule!r}; expected one of {REWARD_SCHEDULES}"
+            )
+        if not np.isfinite(value_scale) or value_scale <= 0:
+            raise ValueError(f"value_scale must be a positive finite number, got {value_scale!r}")
+        self.num_envs, self.d, self.n0, self.budget = int(num_envs), int(d), int(n0), int(budget)
+        self.samples_per_step = int(samples_per_step)
+        self.value_scale = float(value_scale)
+        self.reward_kind, self.reward_schedule = reward, reward_schedule
+        self.device = resolve_device(device)
+        self.prior = SIMULATORS[simulator](
+            d=self.d, **{k: v for k, v in prior_kwargs.items() if v is not None}
+        )
+        self.target_only = self.prior.action_kind == "target_only"
+        self.action_dim = self.d if self.target_only else 2 * self.d
+        self.max_rows = self.n0 + self.budget * self.samples_per_step
+        if reward_model is None:
+            reward_model = self.prior.default_reward_model
+        if isinstance(reward_model, str):
+            reward_model = _registered_reward_model(reward_model, str(self.device))
+        if not callable(getattr(reward_model, "edge_probs", None)):
+            raise TypeError(
+                f"reward_model must have an edge_probs(x, mask) method, got {reward_model!r}"
+            )
+        self.reward_model = reward_model
+        self.system = None
+        self.t = 0
+
+    # ------------------------------------------------------------------ episode control
+    def reset(self, rng: BatchedRNG) -> dict[str, torch.Tensor]:
+        """Sample new hidden systems and initial data. Returns the reset metrics ``(B,)`` each."""
+        if len(rng) != self.num_envs:
+            raise ValueError(f"expected {self.num_envs} generators, got {len(rng)}")
+        self.rng = rng
+        self.system = self.prior.sample(rng)
+        b, d = self.num_envs, self.d
+        self.history = torch.zeros(b, self.max_rows, d, 2, device=self.device)
+        self.mask = torch.zeros(b, self.max_rows, device=self.device)
+        if self.n0 > 0:
+            self.history[:, : self.n0, :, 0] = self.system.sample(rng, self.n0, None, None).to(
+                self.device
+            )
+            self.mask[:, : self.n0] = 1.0
+        self.t = 0
+        self.graph = self.system.graph.to(self.device)
+        self.probs = self._edge_probs()
+        self.score = score(self.reward_kind, self.probs, self.graph)
+        self.initial_score = self.score
+        return {"score": self.score, **self._summary(self.probs)}
+
+    def step(self, action: torch.Tensor) -> StepResult:
+        """Run one experiment in every environment. ``action`` is ``(B, A)``."""
+        if self.system is None:
+            raise RuntimeError("call reset() before step()")
+        if self.t >= self.budget:
+            raise RuntimeError("the episode is over (budget used up): call reset() before step()")
+        targets, values = self.decode_action(action)
+        k = self.samples_per_step
+        rows = slice(self.n0 + self.t * k, self.n0 + (self.t + 1) * k)
+        x = self.system.sample(self.rng, k, targets, values).to(self.device)
+        self.history[:, rows, :, 0] = x
+        self.history[:, rows, :, 1] = targets.unsqueeze(1).to(self.history.dtype)
+        self.mask[:, rows] = 1.0
+        self.t += 1
+        terminated = self.t == self.budget
+        reward = torch.zeros(self.num_envs, dtype=torch.float64, device=self.device)
+        step_metrics: dict[str, torch.Tensor] = {}
+        if self.reward_schedule == "dense" or terminated:
+            self.probs = self._edge_probs()
+            new_score = score(self.reward_kind, self.probs, self.graph)
+            reward = new_score - self.score
+            self.score = new_score
+            step_metrics = {"score": new_score, **self._summary(self.probs)}
+        final = metrics.all_metrics(self.probs, self.graph) if terminated else None
+        return StepResult(reward, terminated, step_metrics, final)
+
+    # ------------------------------------------------------------------ helpers
+    def decode_action(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Validate and clip ``(B, A)`` actions -> targets ``(B, d)`` bool, values ``(B, d)``."""
+        action = torch.as_tensor(action)
+        if action.dtype == torch.bool or not (
+            action.is_floating_point() or action.dtype in (torch.int32, torch.int64)
+        ):
+            raise TypeError(f"actions must be a float array, got dtype {action.dtype}")
+        if tuple(action.shape) != (self.num_envs, self.action_dim):
+            raise ValueError(
+                f"actions must have shape {(self.num_envs, self.action_dim)} for "
+                f"{self.num_envs} env(s) with d={self.d}, got {tuple(action.shape)}"
+            )
+        action = action.to(self.device, torch.float32)
+        if not torch.isfinite(action).all():
+            raise ValueError("actions contain NaN or inf")
+        action = action.clamp(-1.0, 1.0)  # out-of-range actions are clipped (documented)
+        targets = action[:, : self.d] > 0
+        values = None if self.target_only else action[:, self.d :] * self.value_scale
+        return targets, values
+
+    def observation(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """History ``(B, N, d, 2)`` and validity mask ``(B, N)``; views, copy before keeping."""
+        return self.history, self.mask
+
+    def _edge_probs(self) -> torch.Tensor:
+        n = self.n0 + self.t * self.samples_per_step
+        if n == 0:
+            # No data yet: the uninformative posterior (every edge 1/2) is the starting point.
+            eye = torch.eye(self.d, dtype=torch.bool, device=self.device)
+            return torch.full((self.num_envs, self.d, self.d), 0.5, device=self.device).masked_fill(
+                eye, 0.0
+            )
+        with torch.inference_mode():
+            probs = self.reward_model.edge_probs(self.history[:, :n])
+        if tuple(probs.shape) != (self.num_envs, self.d, self.d):
+            raise ValueError(
+                f"reward model returned shape {tuple(probs.shape)}, expected {(self.num_envs, self.d, self.d)}"
+            )
+        return probs.to(self.device)
+
+    def _summary(self, probs: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {
+            "expected_correct_entries": metrics.expected_correct_entries(probs, self.graph),
+            "eshd": metrics.eshd(probs, self.graph),
+        }
+
+
+def observation_space(core: CausalDesignCore) -> spaces.Dict:
+    """One environment's observation: padded history ``(N, d, 2)`` and validity mask ``(N,)``."""
+    n, d = core.max_rows, core.d
+    return spaces.Dict(
+        {
+            "history": spaces.Box(-np.inf, np.inf, shape=(n, d, 2), dtype=np.float32),
+            "mask": spaces.Box(0.0, 1.0, shape=(n,), dtype=np.float32),
+        }
+    )
+
+
+def action_space(core: CausalDesignCore) -> spaces.Box:
+    """``[targets, values]`` in ``[-1, 1]^(2d)``, or targets only in ``[-1, 1]^d``."""
+    return spaces.Box(-1.0, 1.0, shape=(core.action_dim,), dtype=np.float32)
+
+
+def make_generators(seed: int | list[int] | None, num_envs: int) -> list[np.random.Generator]:
+    """Gymnasium's seeding for ``num_envs`` environments: an int ``s`` means ``s, s+1, ...``."""
+    if seed is None or isinstance(seed, int | np.integer):
+        seeds = [None] * num_envs if seed is None else [int(seed) + i for i in range(num_envs)]
+    else:
+        seeds = list(seed)
+        if len(seeds) != num_envs:
+            raise ValueError(f"got {len(seeds)} seeds for {num_envs} environments")
+    return [seeding.np_random(s)[0] for s in seeds]

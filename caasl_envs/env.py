@@ -1,0 +1,74 @@
+"""A single causal design environment (:class:`gymnasium.Env`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from caasl_envs.core import CausalDesignCore, action_space, observation_space
+from caasl_envs.rng import BatchedRNG
+
+
+class CausalDesignEnv(gym.Env):
+    """Design experiments on one hidden causal system per episode.
+
+    Observation ``{"history": (N, d, 2) float32, "mask": (N,) float32}`` with
+    ``N = n0 + budget * samples_per_step``: rows are samples (valid rows first, padding zero);
+    channel 0 is the value, channel 1 is 1 where that variable was intervened on in that row.
+    Action: ``[targets, values]`` in ``[-1, 1]^(2d)`` (node j intervened iff ``targets_j > 0``,
+    value ``values_j * value_scale``) or ``[-1, 1]^d`` (targets only). Out-of-range actions
+    are clipped; NaN/inf or a wrong shape raise.
+
+    The episode terminates after ``budget`` experiments. ``reset(seed=s)`` fixes the hidden
+    system and every sample. Keyword arguments: see :class:`~caasl_envs.core.CausalDesignCore`.
+
+    ``info`` — reset: ``initial_score`` (the reward's score, so that return + initial_score =
+    final score), ``initial_expected_correct_entries``, ``initial_eshd``; every step with a
+    reward-model forward: ``score``, ``expected_correct_entries``, ``eshd``; last step also
+    ``final_metrics`` (every metric of :mod:`caasl_envs.metrics`).
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, **kwargs: Any):
+        self.core = CausalDesignCore(1, **kwargs)
+        self.observation_space = observation_space(self.core)
+        self.action_space = action_space(self.core)
+        self._terminated = False
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        summary = self.core.reset(BatchedRNG([self.np_random], self.core.device))
+        self._terminated = False
+        return self._obs(), {f"initial_{k}": float(v[0]) for k, v in summary.items()}
+
+    def step(self, action):
+        if self._terminated:
+            raise RuntimeError("the episode has terminated: call reset() before step()")
+        action = np.asarray(action)
+        if action.shape != self.action_space.shape:
+            raise ValueError(
+                f"action must have shape {self.action_space.shape}, got {action.shape}"
+            )
+        if not (
+            np.issubdtype(action.dtype, np.floating) or np.issubdtype(action.dtype, np.integer)
+        ):
+            raise TypeError(f"action must be a float array, got dtype {action.dtype}")
+        result = self.core.step(torch.as_tensor(action[None]))
+        self._terminated = result.terminated
+        info: dict[str, Any] = {k: float(v[0]) for k, v in result.metrics.items()}
+        if result.final_metrics is not None:
+            info["final_metrics"] = {k: float(v[0]) for k, v in result.final_metrics.items()}
+        return self._obs(), float(result.reward[0]), result.terminated, False, info
+
+    def _obs(self) -> dict[str, np.ndarray]:
+        history, mask = self.core.observation()
+        return {"history": history[0].cpu().numpy().copy(), "mask": mask[0].cpu().numpy().copy()}
+
+    @property
+    def graph(self) -> np.ndarray:
+        """The hidden graph ``(d, d)`` (for evaluation only; agents must not look)."""
+        return self.core.graph[0].cpu().numpy()

@@ -1,0 +1,32 @@
+"""The registered environment ids (one namespace, ``caasl/``; table in the README)."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+
+_LINEAR = {"simulator": "linear", "d": 10, "n0": 50, "budget": 10, "samples_per_step": 1}
+
+#: id -> default kwargs. Every kwarg can be overridden in ``gym.make(id, **kwargs)``.
+ENV_IDS: dict[str, dict] = {
+    "caasl/LinearGaussian-v0": {**_LINEAR, "graph": "erdos_renyi", "graph_degree": 3.0},
+    "caasl/LinearGaussianShift-v0": {
+        **_LINEAR,
+        "graph": "erdos_renyi",
+        "graph_degree": 3.0,
+        "intervention": "shift",
+    },
+    "caasl/LinearGaussianScaleFree-v0": {**_LINEAR, "graph": "scale_free", "graph_degree": 3.0},
+}
+
+
+def register_envs() -> None:
+    """Register every id of :data:`ENV_IDS` (idempotent)."""
+    for env_id, kwargs in ENV_IDS.items():
+        if env_id in gym.registry:
+            continue
+        gym.register(
+            id=env_id,
+            entry_point="caasl_envs.env:CausalDesignEnv",
+            vector_entry_point="caasl_envs.vector:CausalDesignVectorEnv",
+            kwargs=dict(kwargs),
+        )

@@ -1,0 +1,80 @@
+"""A natively batched causal design environment (:class:`gymnasium.vector.VectorEnv`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from caasl_envs.core import CausalDesignCore, action_space, make_generators, observation_space
+from caasl_envs.rng import BatchedRNG
+
+
+class CausalDesignVectorEnv(VectorEnv):
+    """``num_envs`` causal design environments stepped with one simulator call and one
+    reward-model forward per step.
+
+    Environment ``i`` reset with seed ``s`` (``reset(seed=s0)`` gives env ``i`` the seed
+    ``s0 + i``; a list gives each its own) produces exactly what
+    :class:`~caasl_envs.env.CausalDesignEnv` produces with ``reset(seed=s)``.
+    All environments share the budget, so they terminate together; autoreset follows
+    Gymnasium's default ``NEXT_STEP`` mode (the step after termination resets, reward 0).
+
+    ``info`` values are arrays ``(num_envs,)`` with Gymnasium's ``_key`` presence masks;
+    keys as in :class:`~caasl_envs.env.CausalDesignEnv`.
+    """
+
+    metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
+
+    def __init__(self, num_envs: int = 1, **kwargs: Any):
+        self.core = CausalDesignCore(num_envs, **kwargs)
+        self.num_envs = self.core.num_envs
+        self.single_observation_space = observation_space(self.core)
+        self.single_action_space = action_space(self.core)
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+        self._generators: list[np.random.Generator] | None = None
+        self._autoreset = False
+
+    def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
+        if seed is not None or self._generators is None:
+            self._generators = make_generators(seed, self.num_envs)
+        summary = self.core.reset(BatchedRNG(self._generators, self.core.device))
+        self._autoreset = False
+        return self._obs(), self._info({f"initial_{k}": v for k, v in summary.items()})
+
+    def step(self, actions):
+        if self._generators is None:
+            raise RuntimeError("call reset() before step()")
+        if self._autoreset:
+            obs, info = self.reset()
+            zeros = np.zeros(self.num_envs, dtype=bool)
+            return obs, np.zeros(self.num_envs), zeros, zeros.copy(), info
+        result = self.core.step(torch.as_tensor(np.asarray(actions)))
+        self._autoreset = result.terminated
+        info = self._info(result.metrics)
+        if result.final_metrics is not None:
+            info["final_metrics"] = self._info(result.final_metrics)
+            info["_final_metrics"] = np.ones(self.num_envs, dtype=bool)
+        terminated = np.full(self.num_envs, result.terminated)
+        truncated = np.zeros(self.num_envs, dtype=bool)
+        return self._obs(), result.reward.cpu().numpy(), terminated, truncated, info
+
+    def _obs(self) -> dict[str, np.ndarray]:
+        history, mask = self.core.observation()
+        return {"history": history.cpu().numpy().copy(), "mask": mask.cpu().numpy().copy()}
+
+    def _info(self, values: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+        info: dict[str, np.ndarray] = {}
+        for key, value in values.items():
+            info[key] = value.cpu().numpy()
+            info[f"_{key}"] = np.ones(self.num_envs, dtype=bool)
+        return info
+
+    @property
+    def graphs(self) -> np.ndarray:
+        """The hidden graphs ``(num_envs, d, d)`` (for evaluation only; agents must not look)."""
+        return self.core.graph.cpu().numpy()
