@@ -16,6 +16,7 @@ from caasl_envs.reward.base import (
     RewardModel,
     check_history,
 )
+from caasl_envs.reward.exact import ExactLinearGaussianPosterior
 
 _REGISTRY: dict[str, Callable[..., RewardModel]] = {}
 
@@ -47,9 +48,11 @@ def load_reward_model(name: str | Path, **kwargs) -> RewardModel:
 
 register_reward_model("constant-prior", ConstantRewardModel)
 register_reward_model("partial-correlation", PartialCorrelationRewardModel)
+register_reward_model("exact-linear-gaussian", ExactLinearGaussianPosterior)
 
 __all__ = [
     "ConstantRewardModel",
+    "ExactLinearGaussianPosterior",
     "PartialCorrelationRewardModel",
     "RewardModel",
     "available_reward_models",
