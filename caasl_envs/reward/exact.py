@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import math
+from dataclasses import dataclass
 
 import torch
 
@@ -39,35 +40,57 @@ MAX_EXACT_D = 14
 INTERVENED_ROWS = ("exclude", "keep")
 
 
+@dataclass(frozen=True)
+class _SubsetIndex:
+    """Bitmask bookkeeping of the order DP over ``d`` variables (cached, CPU).
+
+    The tables of variable ``j`` are indexed by subsets of the other ``d - 1`` variables,
+    "compressed" to ``d - 1`` bits (bit ``j`` removed), which halves their size.
+
+    :param expand: ``(d, 2^(d-1))`` full bitmask of each compressed subset of ``j``.
+    :param compress: ``(d, 2^d)`` compressed index of each full bitmask (where ``j`` is absent).
+    :param layers: per popcount ``s = 0..d``: ``sets (C,)`` full bitmasks, ``flipped (C, d)``
+        ``= sets XOR 2^j``, ``inside (C, d)`` ``j in sets``, ``without (C, d)`` compressed index
+        of ``sets minus j`` for ``j``, ``own (C, d)`` compressed index of ``sets`` for ``j``.
+    """
+
+    expand: torch.Tensor
+    compress: torch.Tensor
+    layers: list[tuple[torch.Tensor, ...]]
+
+
 @functools.lru_cache(maxsize=32)
-def _layers(d: int) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """Per popcount ``s = 0..d``: ``(sets (C,), flipped (C, d), inside (C, d))`` with
-    ``flipped[c, j] = sets[c] XOR 2^j`` and ``inside[c, j] = j in sets[c]``."""
+def _subset_index(d: int) -> _SubsetIndex:
     masks = torch.arange(1 << d)
+    var = torch.arange(d).unsqueeze(1)
+    low = (1 << var) - 1
+    compress = (masks & low) | ((masks >> (var + 1)) << var)  # drop bit j, shift the rest down
+    half = torch.arange(1 << (d - 1))
+    expand = (half & low) | ((half >> var) << (var + 1))
     onehot = 1 << torch.arange(d)
     inside = (masks.unsqueeze(1) & onehot) != 0
     popcount = inside.sum(1)
-    out = []
+    layers = []
     for s in range(d + 1):
         sets = masks[popcount == s]
-        out.append((sets, sets.unsqueeze(1) ^ onehot, inside[sets]))
-    return out
+        flipped = sets.unsqueeze(1) ^ onehot
+        without = compress.T.gather(0, flipped)
+        own = compress.T[sets]
+        layers.append((sets, flipped, inside[sets], without, own))
+    return _SubsetIndex(expand, compress, layers)
 
 
-def _subset_sum(t: torch.Tensor, d: int, upward: bool) -> torch.Tensor:
-    """Log-space zeta transform over bitmasks on the last axis (length ``2^d``).
+def _subset_sum_(t: torch.Tensor, bits: int, upward: bool) -> torch.Tensor:
+    """In-place log-space zeta transform over bitmasks on the last axis (length ``2^bits``).
 
-    ``upward=False``: ``out[U] = logsumexp_{S ⊆ U} t[S]``; ``upward=True``: over ``S ⊇ U``.
+    ``upward=False``: ``t[U] <- logsumexp_{S ⊆ U} t[S]``; ``upward=True``: over ``S ⊇ U``.
     """
     lead = t.shape[:-1]
-    for i in range(d):
-        t = t.reshape(*lead, 1 << (d - 1 - i), 2, 1 << i)
-        low, high = t[..., 0, :], t[..., 1, :]
-        if upward:
-            t = torch.stack([torch.logaddexp(low, high), high], dim=-2)
-        else:
-            t = torch.stack([low, torch.logaddexp(low, high)], dim=-2)
-    return t.reshape(*lead, 1 << d)
+    for i in range(bits):
+        view = t.view(*lead, 1 << (bits - 1 - i), 2, 1 << i)
+        low, high = view[..., 0, :], view[..., 1, :]
+        torch.logaddexp(low, high, out=low if upward else high)
+    return t
 
 
 def order_dp_edge_marginals(
@@ -84,35 +107,35 @@ def order_dp_edge_marginals(
     dev, dt = log_beta.device, log_beta.dtype
     full = (1 << d) - 1
     ninf = torch.tensor(-math.inf, dtype=dt, device=dev)
-    bits = sets.bits.to(dev)
+    index = _subset_index(d)
     var = torch.arange(d, device=dev)
+    compress = index.compress.to(dev)
+    expand = index.expand.to(dev)
+    set_pos = compress[var.unsqueeze(1), sets.bits.to(dev)]  # (d, P) compressed parent sets
 
     # alpha[j, U] = log sum_{Pa ⊆ U} beta_j(Pa): the weight of j placed right after the set U.
-    table = torch.full((b, d, 1 << d), -math.inf, dtype=dt, device=dev)
-    table[:, var.unsqueeze(1), bits] = log_beta
-    alpha = _subset_sum(table, d, upward=False)
+    alpha = torch.full((b, d, 1 << (d - 1)), -math.inf, dtype=dt, device=dev)
+    alpha[:, var.unsqueeze(1), set_pos] = log_beta
+    _subset_sum_(alpha, d - 1, upward=False)
 
     # forward[S]: all orders of the prefix S; backward[S]: all orders of the suffix V \ S.
     forward = torch.full((b, 1 << d), -math.inf, dtype=dt, device=dev)
     backward = torch.full((b, 1 << d), -math.inf, dtype=dt, device=dev)
     forward[:, 0] = 0.0
     backward[:, full] = 0.0
-    layers = [tuple(a.to(dev) for a in layer) for layer in _layers(d)]
-    for sets_s, flipped, inside in layers[1:]:
-        cand = forward[:, flipped] + alpha[:, var, flipped]  # (B, C, d): j last in S
+    layers = [tuple(a.to(dev) for a in layer) for layer in index.layers]
+    for sets_s, flipped, inside, without, _ in layers[1:]:
+        cand = forward[:, flipped] + alpha[:, var, without]  # (B, C, d): j last in S
         forward[:, sets_s] = torch.where(inside, cand, ninf).logsumexp(-1)
-    for sets_s, flipped, inside in reversed(layers[:-1]):
-        cand = backward[:, flipped] + alpha[:, var, sets_s.unsqueeze(1)]  # j first after S
+    for sets_s, flipped, inside, _, own in reversed(layers[:-1]):
+        cand = backward[:, flipped] + alpha[:, var, own]  # j first after S
         backward[:, sets_s] = torch.where(inside, ninf, cand).logsumexp(-1)
     log_z = forward[:, full]
 
     # For every j: weight of all (prefix S, suffix) pairs around j, summed over S ⊇ Pa.
-    masks = torch.arange(1 << d, device=dev)
-    onehot = 1 << var
-    around = forward.unsqueeze(1) + backward[:, masks | onehot.unsqueeze(1)]  # (B, d, 2^d)
-    around = around.masked_fill((masks & onehot.unsqueeze(1)) != 0, -math.inf)
-    around = _subset_sum(around, d, upward=True)
-    log_gamma = log_beta + around.gather(2, bits.unsqueeze(0).expand(b, -1, -1))
+    around = forward[:, expand] + backward[:, expand | (1 << var).unsqueeze(1)]  # (B, d, 2^(d-1))
+    _subset_sum_(around, d - 1, upward=True)
+    log_gamma = log_beta + around.gather(2, set_pos.unsqueeze(0).expand(b, -1, -1))
     weight = (log_gamma - log_z[:, None, None]).exp()  # (B, d, P) posterior of each parent set
     probs = torch.einsum("bjp,jpi->bij", weight, sets.member.to(dev, dt))
     return probs, log_z
