@@ -19,6 +19,8 @@ pooling, so a padded dataset gives the same probabilities as the unpadded one.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -253,3 +255,19 @@ class AVICIModel(nn.Module):
             eye = torch.eye(probs.shape[-1], dtype=torch.bool, device=probs.device)
             probs = probs.masked_fill(eye, 0.0)
         return probs
+
+    def save(self, path: str | Path) -> Path:
+        """Write ``{"config": constructor kwargs, "state_dict": float32 CPU tensors}`` with ``torch.save``."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        state = {key: value.detach().float().cpu() for key, value in self.state_dict().items()}
+        torch.save({"config": dict(self.config), "state_dict": state}, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> AVICIModel:
+        """A model in eval mode from a file written by :meth:`save` (read with ``weights_only=True``)."""
+        payload = torch.load(path, map_location=device, weights_only=True)
+        model = cls(**payload["config"])
+        model.load_state_dict(payload["state_dict"])
+        return model.to(device).eval()

@@ -1,0 +1,492 @@
+"""Train an :class:`AVICIModel` reward model on datasets simulated on the fly.
+
+Every minibatch is a fresh batch of linear SCMs from :class:`~caasl_envs.scm.LinearSCMPrior`
+(the environments' prior), with one number of variables ``d`` and one number of rows per
+minibatch (so no padding), and graph prior, degree and intervention mix drawn per dataset:
+
+* ``n_obs`` observational rows, then ``n_int`` interventional rows (0 for a fraction
+  ``p_obs_only`` of the datasets), each row with its own random do-targets (every node with a
+  per-dataset probability) and values ``U[-1, 1] * value_scale``, as a random agent in the
+  environments produces them; rows are not shuffled (the model is permutation invariant).
+
+The loss is the binary cross-entropy over off-diagonal entries, optionally with AVICI's
+acyclicity penalty (spectral radius of ``P`` by power iteration) and its dual weight. The data
+of step ``t`` depends only on ``(seed, t)``, so a run resumed from a checkpoint continues
+exactly as the uninterrupted run would.
+
+Command line: ``caasl-train-reward --help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from caasl_envs import metrics
+from caasl_envs.reward.avici import AVICIModel
+from caasl_envs.rng import BatchedRNG
+from caasl_envs.scm import LinearSCMPrior
+
+
+@dataclass
+class LinearDatasetSampler:
+    """Batches of ``(x (B, n, d, 2), graph (B, d, d))`` from linear SCMs, as the environments see them.
+
+    :param d_range: inclusive range of the number of variables (one ``d`` per batch).
+    :param n_obs_range: inclusive range of observational rows (one value per batch).
+    :param n_int_range: inclusive range of interventional rows (one value per batch).
+    :param p_obs_only: fraction of datasets whose interventional rows are replaced by
+        observational ones (same ``n``, no flags).
+    :param graphs: graph priors to mix (see :data:`caasl_envs.graphs.GRAPH_PRIORS`).
+    :param degrees: graph "degree" parameters to mix.
+    :param target_prob_range: per dataset, each node of an interventional row is a target with
+        a probability drawn from this range.
+    :param value_scale: intervention values are ``U[-1, 1] * value_scale``.
+    """
+
+    d_range: tuple[int, int] = (5, 20)
+    n_obs_range: tuple[int, int] = (30, 60)
+    n_int_range: tuple[int, int] = (1, 15)
+    p_obs_only: float = 0.3
+    graphs: tuple[str, ...] = ("erdos_renyi", "scale_free")
+    degrees: tuple[float, ...] = (1.0, 2.0, 3.0)
+    target_prob_range: tuple[float, float] = (0.05, 0.6)
+    value_scale: float = 1.0
+    noise: str = "gauss"
+    coeff_mean: float = 0.0
+    intervention: str = "do"
+
+    def __post_init__(self) -> None:
+        for name in ("d_range", "n_obs_range", "n_int_range", "target_prob_range"):
+            low, high = getattr(self, name)
+            if low > high:
+                raise ValueError(f"{name} must be (low, high) with low <= high, got {(low, high)}")
+        if self.d_range[0] < 2 or self.n_obs_range[0] < 1 or self.n_int_range[0] < 0:
+            raise ValueError("need d >= 2, n_obs >= 1 and n_int >= 0")
+        if not 0.0 <= self.p_obs_only <= 1.0:
+            raise ValueError(f"p_obs_only must be in [0, 1], got {self.p_obs_only}")
+
+    def sample(
+        self, seed: int | tuple[int, ...], batch_size: int, d: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One batch; everything is a function of ``seed``.
+
+        :param d: force the number of variables (default: drawn from ``d_range``).
+        :return: ``x (B, n, d, 2)`` float32 and ``graph (B, d, d)`` float32.
+        """
+        master = np.random.default_rng(seed)
+        d = int(master.integers(self.d_range[0], self.d_range[1] + 1)) if d is None else d
+        n_obs = int(master.integers(self.n_obs_range[0], self.n_obs_range[1] + 1))
+        n_int = int(master.integers(self.n_int_range[0], self.n_int_range[1] + 1))
+        kind = master.integers(len(self.graphs), size=batch_size)
+        degree = master.integers(len(self.degrees), size=batch_size)
+        rng = BatchedRNG(
+            [np.random.default_rng(s) for s in master.bit_generator.seed_seq.spawn(batch_size)]
+        )
+        graph = torch.zeros(batch_size, d, d)
+        weights = torch.zeros(batch_size, d, d)
+        noise_std = torch.zeros(batch_size, d)
+        # one prior per (graph kind, degree) group: a loop over at most len(graphs) * len(degrees)
+        for k in range(len(self.graphs)):
+            for g in range(len(self.degrees)):
+                index = np.flatnonzero((kind == k) & (degree == g))
+                if index.size == 0:
+                    continue
+                prior = LinearSCMPrior(
+                    d,
+                    self.graphs[k],
+                    self.degrees[g],
+                    self.noise,
+                    self.coeff_mean,
+                    False,
+                    self.intervention,
+                )
+                scm = prior.sample(rng.subset(index.tolist()))
+                graph[index], weights[index], noise_std[index] = (
+                    scm.graph,
+                    scm.weights,
+                    scm.noise_std,
+                )
+        scm = dataclasses.replace(
+            scm, graph=graph, weights=weights, noise_std=noise_std, bias=torch.zeros_like(noise_std)
+        )
+        obs = scm.sample(rng, n_obs)
+        x = torch.stack([obs, torch.zeros_like(obs)], dim=-1)
+        if n_int == 0:
+            return x, graph
+        # interventional rows: one SCM copy per row, so every row has its own targets and values
+        target_prob = rng.uniform(1, low=self.target_prob_range[0], high=self.target_prob_range[1])
+        targets = rng.uniform(n_int, d) < target_prob.unsqueeze(-1)
+        targets &= torch.from_numpy(master.random(batch_size) >= self.p_obs_only)[:, None, None]
+        values = rng.uniform(n_int, d, low=-1.0, high=1.0) * self.value_scale
+        rows = dataclasses.replace(
+            scm,
+            graph=graph.repeat_interleave(n_int, 0),
+            weights=weights.repeat_interleave(n_int, 0),
+            noise_std=noise_std.repeat_interleave(n_int, 0),
+            bias=torch.zeros(batch_size * n_int, d),
+        )
+        eps = rng.normal(n_int, d).reshape(batch_size * n_int, 1, d)
+        sample = rows.sample_from_noise(eps, targets.reshape(-1, d), values.reshape(-1, d))
+        interventional = torch.stack(
+            [sample.reshape(batch_size, n_int, d), targets.float()], dim=-1
+        )
+        return torch.cat([x, interventional], dim=1), graph
+
+
+CAASL_HELDOUT = dict(
+    d_range=(10, 10),
+    n_obs_range=(50, 50),
+    n_int_range=(10, 10),
+    p_obs_only=0.0,
+    graphs=("erdos_renyi",),
+    degrees=(3.0,),
+)
+"""The environments' training setting (DESIGN §3): d=10, ER degree 3, 50 observational + 10 interventional rows."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (saved in every checkpoint)."""
+
+    out_dir: str = "runs/avici"
+    seed: int = 0
+    steps: int = 20_000
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 1e-2
+    warmup_steps: int = 500
+    grad_clip: float = 1.0
+    acyclicity_weight: float = 0.0
+    acyclicity_dual_lr: float = 1e-4
+    acyclicity_burnin: int = 2000
+    eval_every: int = 500
+    eval_datasets: int = 256
+    checkpoint_every_s: float = 300.0
+    time_limit_s: float | None = None
+    device: str = "auto"
+    threads: int | None = None
+    model: dict = field(
+        default_factory=lambda: dict(dim=64, layers=2, num_heads=4, key_size=16, dropout=0.0)
+    )
+    data: dict = field(default_factory=dict)
+    eval_data: dict = field(default_factory=lambda: dict(CAASL_HELDOUT))
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"``: CUDA when available, else CPU."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def spectral_radius(probs: torch.Tensor, iters: int = 10) -> torch.Tensor:
+    """Power-iteration estimate of the spectral radius of each ``(B, d, d)`` matrix, ``(B,)``.
+
+    Zero for a DAG's (nilpotent) adjacency; AVICI's acyclicity penalty.
+    """
+    u = torch.ones(probs.shape[:-1], dtype=probs.dtype, device=probs.device)
+    v = torch.ones_like(u)
+    for _ in range(iters):
+        v = F.normalize(torch.einsum("bij,bj->bi", probs, v), dim=-1)
+        u = F.normalize(torch.einsum("bij,bi->bj", probs, u), dim=-1)
+    pv = torch.einsum("bij,bj->bi", probs, v)
+    return (u * pv).sum(-1) / (u * v).sum(-1).clamp(min=1e-8)
+
+
+def offdiagonal_bce(logits: torch.Tensor, graph: torch.Tensor) -> torch.Tensor:
+    """Mean binary cross-entropy over the off-diagonal entries of ``(B, d, d)`` logits."""
+    off = ~torch.eye(graph.shape[-1], dtype=torch.bool, device=graph.device)
+    return F.binary_cross_entropy_with_logits(logits[:, off], graph[:, off])
+
+
+def heldout_set(
+    sampler: LinearDatasetSampler, n_datasets: int, seed: int, chunk: int = 64
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """A fixed held-out set: chunks ``(x, graph)`` drawn with seeds disjoint from training steps."""
+    return [
+        sampler.sample((seed, 1 << 30, i), min(chunk, n_datasets - i))
+        for i in range(0, n_datasets, chunk)
+    ]
+
+
+@torch.no_grad()
+def evaluate(
+    model: AVICIModel, batches: list[tuple[torch.Tensor, torch.Tensor]], device: torch.device
+) -> dict[str, float]:
+    """Mean AUROC, AUPRC, E-SHD, expected correct entries (and more) over held-out batches."""
+    was_training = model.training
+    model.eval()
+    results: dict[str, list[torch.Tensor]] = {}
+    for x, graph in batches:
+        probs = model.edge_probs(x.to(device)).cpu()
+        for key, value in metrics.all_metrics(probs, graph).items():
+            results.setdefault(key, []).append(value)
+    model.train(was_training)
+    return {key: float(torch.cat(values).nanmean()) for key, values in results.items()}
+
+
+def _lr_factor(step: int, config: TrainConfig) -> float:
+    if step < config.warmup_steps:
+        return (step + 1) / config.warmup_steps
+    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+class Trainer:
+    """Owns model, optimiser, schedule and the acyclicity dual; ``run()`` trains to ``config.steps``."""
+
+    def __init__(self, config: TrainConfig):
+        self.config = config
+        self.device = resolve_device(config.device)
+        torch.manual_seed(config.seed)
+        self.sampler = LinearDatasetSampler(**_tuplify(config.data))
+        self.model = AVICIModel(**config.model).to(self.device)
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: _lr_factor(s, config)
+        )
+        self.step = 0
+        self.dual = 0.0
+        self.elapsed_s = 0.0
+        self.datasets_seen = 0
+        self.history: list[dict] = []
+        self.out = Path(config.out_dir)
+        self.heldout = heldout_set(
+            LinearDatasetSampler(**_tuplify(config.eval_data)), config.eval_datasets, config.seed
+        )
+
+    # checkpoints -------------------------------------------------------------------------
+    def state(self) -> dict:
+        return {
+            "config": dataclasses.asdict(self.config),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "step": self.step,
+            "dual": self.dual,
+            "elapsed_s": self.elapsed_s,
+            "datasets_seen": self.datasets_seen,
+            "history": self.history,
+            "torch_rng": torch.get_rng_state(),
+        }
+
+    def save(self) -> Path:
+        self.out.mkdir(parents=True, exist_ok=True)
+        path = self.out / "checkpoint.pt"
+        tmp = path.with_suffix(".tmp")
+        torch.save(self.state(), tmp)
+        tmp.replace(path)  # atomic: a crash mid-write keeps the previous checkpoint
+        return path
+
+    def load(self, path: str | Path) -> None:
+        state = torch.load(path, map_location=self.device, weights_only=True)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.step, self.dual = int(state["step"]), float(state["dual"])
+        self.elapsed_s, self.datasets_seen = float(state["elapsed_s"]), int(state["datasets_seen"])
+        self.history = list(state["history"])
+        torch.set_rng_state(state["torch_rng"])
+
+    # training ----------------------------------------------------------------------------
+    def train_step(self) -> dict[str, float]:
+        config = self.config
+        x, graph = self.sampler.sample((config.seed, self.step), config.batch_size)
+        x, graph = x.to(self.device), graph.to(self.device)
+        logits = self.model(x)
+        loss = offdiagonal_bce(logits, graph)
+        out = {"bce": loss.item()}
+        if config.acyclicity_weight > 0:
+            d = graph.shape[-1]
+            probs = torch.sigmoid(logits).masked_fill(
+                torch.eye(d, dtype=torch.bool, device=self.device), 0.0
+            )
+            cyclic = spectral_radius(probs).mean()
+            active = self.step >= config.acyclicity_burnin
+            loss = loss + (config.acyclicity_weight * self.dual if active else 0.0) * cyclic
+            if active:
+                self.dual += config.acyclicity_dual_lr * cyclic.item()
+            out["acyclicity"] = cyclic.item()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        out["grad_norm"] = float(
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip)
+        )
+        self.optimizer.step()
+        self.scheduler.step()
+        self.step += 1
+        self.datasets_seen += config.batch_size
+        return out
+
+    def run(self, progress: bool = True) -> dict[str, float]:
+        """Train until ``config.steps`` (or ``time_limit_s``); evaluate, log and checkpoint on the way."""
+        from torch.utils.tensorboard import SummaryWriter
+
+        config = self.config
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        writer = SummaryWriter(str(self.out / "tb"))
+        bar = tqdm(total=config.steps, initial=self.step, disable=not progress, desc="avici")
+        start, last_save = time.perf_counter(), time.perf_counter()
+        elapsed0 = self.elapsed_s
+        result = self.history[-1] if self.history else {}
+        while self.step < config.steps:
+            logs = self.train_step()
+            self.elapsed_s = elapsed0 + time.perf_counter() - start
+            rate = self.datasets_seen / max(self.elapsed_s, 1e-9)
+            bar.update(1)
+            bar.set_postfix(bce=f"{logs['bce']:.3f}", ds_per_s=f"{rate:.1f}")
+            if self.step % 50 == 0:
+                for key, value in logs.items():
+                    writer.add_scalar(f"train/{key}", value, self.step)
+                writer.add_scalar("train/lr", self.scheduler.get_last_lr()[0], self.step)
+                writer.add_scalar("train/datasets_per_s", rate, self.step)
+            done = self.step >= config.steps
+            out_of_time = (
+                config.time_limit_s is not None
+                and time.perf_counter() - start >= config.time_limit_s
+            )
+            if self.step % config.eval_every == 0 or done or out_of_time:
+                result = {
+                    "step": self.step,
+                    "elapsed_s": self.elapsed_s,
+                    **evaluate(self.model, self.heldout, self.device),
+                }
+                self.history.append(result)
+                for key, value in result.items():
+                    writer.add_scalar(f"heldout/{key}", value, self.step)
+                bar.write(json.dumps({k: round(v, 4) for k, v in result.items()}))
+            if done or out_of_time or time.perf_counter() - last_save >= config.checkpoint_every_s:
+                self.save()
+                last_save = time.perf_counter()
+            if out_of_time:
+                break
+        bar.close()
+        writer.close()
+        return result
+
+
+def _tuplify(data: dict) -> dict:
+    # JSON and checkpoints store tuples as lists
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+
+
+def _range(text: str) -> tuple[int, int]:
+    low, _, high = text.partition(":")
+    return int(low), int(high or low)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="caasl-train-reward", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--out", default="runs/avici", help="run folder (checkpoint.pt, tb/)")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    parser.add_argument("--export", default=None, help="also write shippable weights to this .pt")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=int, default=20_000)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--weight-decay", type=float, default=1e-2)
+    parser.add_argument("--warmup", type=int, default=500)
+    parser.add_argument("--grad-clip", type=float, default=1.0)
+    parser.add_argument(
+        "--acyclicity", type=float, default=0.0, help="weight of the acyclicity penalty (0: off)"
+    )
+    parser.add_argument("--dim", type=int, default=64)
+    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--heads", type=int, default=4)
+    parser.add_argument("--key-size", type=int, default=16)
+    parser.add_argument("--dropout", type=float, default=0.0)
+    parser.add_argument("--d", type=_range, default=(5, 20), help="variables, LOW:HIGH")
+    parser.add_argument(
+        "--n-obs", type=_range, default=(30, 60), help="observational rows, LOW:HIGH"
+    )
+    parser.add_argument(
+        "--n-int", type=_range, default=(1, 15), help="interventional rows, LOW:HIGH"
+    )
+    parser.add_argument("--p-obs-only", type=float, default=0.3)
+    parser.add_argument("--graphs", default="erdos_renyi,scale_free")
+    parser.add_argument("--degrees", default="1,2,3")
+    parser.add_argument("--eval-every", type=int, default=500)
+    parser.add_argument("--eval-datasets", type=int, default=256)
+    parser.add_argument("--checkpoint-every", type=float, default=300.0, help="seconds")
+    parser.add_argument(
+        "--time-limit",
+        type=float,
+        default=None,
+        help="stop (and checkpoint) after this many seconds",
+    )
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+
+    config = TrainConfig(
+        out_dir=args.out,
+        seed=args.seed,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        warmup_steps=args.warmup,
+        grad_clip=args.grad_clip,
+        acyclicity_weight=args.acyclicity,
+        eval_every=args.eval_every,
+        eval_datasets=args.eval_datasets,
+        checkpoint_every_s=args.checkpoint_every,
+        time_limit_s=args.time_limit,
+        device=args.device,
+        threads=args.threads,
+        model=dict(
+            dim=args.dim,
+            layers=args.layers,
+            num_heads=args.heads,
+            key_size=args.key_size,
+            dropout=args.dropout,
+        ),
+        data=dict(
+            d_range=args.d,
+            n_obs_range=args.n_obs,
+            n_int_range=args.n_int,
+            p_obs_only=args.p_obs_only,
+            graphs=tuple(args.graphs.split(",")),
+            degrees=tuple(float(v) for v in args.degrees.split(",")),
+        ),
+    )
+    checkpoint = Path(args.out) / "checkpoint.pt"
+    if args.resume and checkpoint.is_file():
+        saved = torch.load(checkpoint, map_location="cpu", weights_only=True)["config"]
+        config = TrainConfig(
+            **{
+                **saved,
+                "time_limit_s": args.time_limit,
+                "device": args.device,
+                "threads": args.threads,
+            }
+        )
+        trainer = Trainer(config)
+        trainer.load(checkpoint)
+    else:
+        trainer = Trainer(config)
+    result = trainer.run(progress=not args.no_progress)
+    print(json.dumps({"step": trainer.step, "elapsed_s": round(trainer.elapsed_s, 1), **result}))
+    if args.export:
+        print(f"weights written to {trainer.model.save(args.export)}")
+
+
+if __name__ == "__main__":
+    main()
