@@ -7,15 +7,29 @@ from caasl_envs.scm.linear import (
     LinearSCMPrior,
     standard_noise,
 )
+from caasl_envs.scm.sergio import (
+    SERGIO_INTERVENTIONS,
+    TECHNICAL_NOISE,
+    Measurement,
+    SergioGRN,
+    SergioPrior,
+    TechnicalNoise,
+)
 
 __all__ = [
     "LINEAR_INTERVENTIONS",
     "NOISE_FAMILIES",
     "LinearSCM",
     "LinearSCMPrior",
+    "Measurement",
+    "SERGIO_INTERVENTIONS",
+    "SergioGRN",
+    "SergioPrior",
+    "TECHNICAL_NOISE",
+    "TechnicalNoise",
     "standard_noise",
 ]
 
 #: Simulator families by name; the environments' ``simulator`` kwarg picks one.
-SIMULATORS: dict[str, type] = {"linear": LinearSCMPrior}
+SIMULATORS: dict[str, type] = {"linear": LinearSCMPrior, "sergio": SergioPrior}
 __all__ += ["SIMULATORS"]
