@@ -1,0 +1,254 @@
+"""Baseline experimental-design agents that CAASL is compared against.
+
+Every baseline follows Stable-Baselines3's agent protocol,
+``predict(obs, state=None, episode_start=None, deterministic=False) -> (action, state)``,
+acts on batched observations ``{"history": (B, N, d, 2), "mask": (B, N)}`` (or one unbatched
+observation) and works for any ``d`` and both action layouts of the environments:
+
+* ``[targets, values]`` in ``[-1, 1]^(2d)`` (node ``j`` intervened iff ``targets_j > 0``;
+  the environment multiplies ``values_j`` by its ``value_scale``), the linear-SCM default;
+* targets only in ``[-1, 1]^d`` (``target_only=True``), e.g. SERGIO knockouts.
+
+Random choices range over all ``d`` variables (the original SERGIO random baseline only ever
+chose among the first ``d / 2`` genes: defect 4 of DESIGN §6). Each baseline owns a seeded
+:class:`numpy.random.Generator`, so its actions are reproducible; ``deterministic`` does not
+change a random baseline (its randomness *is* the design rule).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from caasl_envs.reward import RewardModel, load_reward_model
+
+__all__ = [
+    "BASELINES",
+    "Baseline",
+    "ObservationalAgent",
+    "PosteriorUncertaintyAgent",
+    "RandomAgent",
+    "RandomSingleTargetAgent",
+    "RandomZeroValueAgent",
+    "RoundRobinAgent",
+    "make_baseline",
+]
+
+
+def split_observation(obs: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Batched ``history (B, N, d, 2)`` float32 and ``mask (B, N)`` float32 arrays, and whether
+    the input was one unbatched observation."""
+    if not isinstance(obs, dict) or "history" not in obs or "mask" not in obs:
+        raise TypeError("observations must be dicts with 'history' and 'mask' entries")
+    history = np.asarray(
+        obs["history"].cpu() if torch.is_tensor(obs["history"]) else obs["history"], np.float32
+    )
+    mask = np.asarray(
+        obs["mask"].cpu() if torch.is_tensor(obs["mask"]) else obs["mask"], np.float32
+    )
+    single = history.ndim == 3
+    if single:
+        history, mask = history[None], mask[None]
+    if history.ndim != 4 or history.shape[-1] != 2:
+        raise ValueError(f"history must have shape (B, N, d, 2), got {history.shape}")
+    if mask.shape != history.shape[:2]:
+        raise ValueError(f"mask must have shape {history.shape[:2]}, got {mask.shape}")
+    return history, mask, single
+
+
+class Baseline:
+    """Shared plumbing: observation parsing, action encoding and the SB3 ``predict`` signature.
+
+    Subclasses implement :meth:`choose`, which returns which variables to intervene on and
+    with which action values (before the environment's ``value_scale``).
+
+    :param target_only: emit the targets-only layout ``(B, d)`` instead of ``(B, 2d)``.
+    :param seed: seed of the baseline's random generator.
+    """
+
+    def __init__(self, target_only: bool = False, seed: int | None = 0):
+        self.target_only = bool(target_only)
+        self.seed = seed
+        self.rng = np.random.default_rng(seed)
+
+    def choose(
+        self,
+        history: np.ndarray,
+        mask: np.ndarray,
+        state: np.ndarray | None,
+        episode_start: np.ndarray,
+        deterministic: bool,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """``targets (B, d)`` bool, ``values (B, d)`` in ``[-1, 1]`` and the next state."""
+        raise NotImplementedError
+
+    def predict(
+        self,
+        observation: dict[str, Any],
+        state: np.ndarray | None = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Actions ``(B, 2d)`` (or ``(B, d)`` targets only; unbatched input gives ``(A,)``)."""
+        history, mask, single = split_observation(observation)
+        b = history.shape[0]
+        if episode_start is None:
+            episode_start = np.full(b, state is None)
+        episode_start = np.asarray(episode_start, dtype=bool).reshape(b)
+        targets, values, state = self.choose(history, mask, state, episode_start, deterministic)
+        action = np.where(targets, 1.0, -1.0).astype(np.float32)
+        if not self.target_only:
+            action = np.concatenate([action, values.astype(np.float32)], axis=1)
+        return (action[0] if single else action), state
+
+    def __repr__(self) -> str:
+        layout = "targets-only" if self.target_only else "targets+values"
+        return f"{type(self).__name__}({layout}, seed={self.seed})"
+
+
+class RandomAgent(Baseline):
+    """Random multi-target design: every variable is a target with probability 1/2, with a
+    value uniform in ``[-1, 1]`` (a uniform draw from the action box)."""
+
+    def choose(self, history, mask, state, episode_start, deterministic):
+        b, d = history.shape[0], history.shape[2]
+        return self.rng.random((b, d)) < 0.5, self.rng.uniform(-1.0, 1.0, (b, d)), None
+
+
+class RandomZeroValueAgent(Baseline):
+    """Random targets (each with probability 1/2), every value 0."""
+
+    def choose(self, history, mask, state, episode_start, deterministic):
+        b, d = history.shape[0], history.shape[2]
+        return self.rng.random((b, d)) < 0.5, np.zeros((b, d)), None
+
+
+def one_hot(index: np.ndarray, d: int) -> np.ndarray:
+    """``(B,)`` integer indices -> ``(B, d)`` bool one-hot rows."""
+    return np.arange(d)[None, :] == np.asarray(index)[:, None]
+
+
+class RandomSingleTargetAgent(Baseline):
+    """One target drawn uniformly from all ``d`` variables, value uniform in ``[-1, 1]``."""
+
+    def choose(self, history, mask, state, episode_start, deterministic):
+        b, d = history.shape[0], history.shape[2]
+        target = self.rng.integers(0, d, b)
+        return one_hot(target, d), self.rng.uniform(-1.0, 1.0, (b, d)), None
+
+
+class ObservationalAgent(Baseline):
+    """No intervention: every experiment draws observational samples."""
+
+    def choose(self, history, mask, state, episode_start, deterministic):
+        b, d = history.shape[0], history.shape[2]
+        return np.zeros((b, d), dtype=bool), np.zeros((b, d)), None
+
+
+class RoundRobinAgent(Baseline):
+    """Single targets in turn: ``start, start + 1, ...`` (mod ``d``) with a random start per
+    episode, so a budget below ``d`` does not favour the first variables; value uniform in
+    ``[-1, 1]``.
+
+    The recurrent ``state`` (SB3 convention) is the ``(B,)`` index of the next target; pass it
+    back with ``episode_start`` as SB3's ``evaluate_policy`` does.
+    """
+
+    def choose(self, history, mask, state, episode_start, deterministic):
+        b, d = history.shape[0], history.shape[2]
+        fresh = self.rng.integers(0, d, b)
+        current = fresh if state is None else np.where(episode_start, fresh, np.asarray(state) % d)
+        return one_hot(current, d), self.rng.uniform(-1.0, 1.0, (b, d)), (current + 1) % d
+
+
+def bernoulli_entropy(p: torch.Tensor) -> torch.Tensor:
+    """Elementwise entropy (nats) of Bernoulli(p); 0 at p in {0, 1}."""
+    p = p.double().clamp(0.0, 1.0)
+    return -(torch.special.xlogy(p, p) + torch.special.xlogy(1 - p, 1 - p))
+
+
+class PosteriorUncertaintyAgent(Baseline):
+    """Intervene on the variable whose incident edges are most uncertain.
+
+    The reward model turns the observed history into edge probabilities ``P (B, d, d)``; the
+    score of variable ``j`` is the total Bernoulli entropy of its incoming and outgoing edges,
+    ``sum_i H(P_ij) + H(P_ji)``. The top-scoring variable is the single target (ties broken at
+    random) with value ``±1`` (times the environment's ``value_scale``), sign at random. A
+    cheap, strong heuristic: it uses the same posterior the reward is computed from, and one
+    forward pass per step.
+
+    :param reward_model: a :class:`~caasl_envs.reward.RewardModel` or a registered name.
+    """
+
+    def __init__(
+        self,
+        reward_model: RewardModel | str,
+        target_only: bool = False,
+        seed: int | None = 0,
+        device: str | torch.device = "cpu",
+    ):
+        super().__init__(target_only, seed)
+        if isinstance(reward_model, str):
+            reward_model = load_reward_model(reward_model)
+        if not callable(getattr(reward_model, "edge_probs", None)):
+            raise TypeError(
+                f"reward_model must have an edge_probs(x, mask) method, got {reward_model!r}"
+            )
+        self.reward_model = reward_model
+        self.device = torch.device(device)
+
+    def edge_probs(self, history: np.ndarray, mask: np.ndarray) -> torch.Tensor:
+        """``P (B, d, d)`` from the valid rows of the observed histories."""
+        n = int(mask.sum(1).max())
+        x = torch.as_tensor(history[:, :n], device=self.device)
+        valid = torch.as_tensor(mask[:, :n] > 0, device=self.device)
+        with torch.inference_mode():
+            if bool(valid.all()):
+                # Same call as the environment's reward, so both see identical inputs.
+                return self.reward_model.edge_probs(x)
+            return self.reward_model.edge_probs(x, valid)
+
+    def choose(self, history, mask, state, episode_start, deterministic):
+        b, d = history.shape[0], history.shape[2]
+        probs = self.edge_probs(history, mask)
+        entropy = bernoulli_entropy(probs)
+        off = ~torch.eye(d, dtype=torch.bool, device=entropy.device)
+        entropy = entropy * off
+        score = (entropy.sum(1) + entropy.sum(2)).cpu().numpy()  # (B, d): in + out edges
+        best = score >= score.max(1, keepdims=True) - 1e-12
+        tie_break = np.where(best, self.rng.random((b, d)), -1.0)
+        target = tie_break.argmax(1)
+        sign = np.where(self.rng.random(b) < 0.5, -1.0, 1.0)
+        return one_hot(target, d), np.repeat(sign[:, None], d, axis=1), None
+
+
+#: Baseline names accepted by the benchmark harness and :func:`make_baseline`.
+BASELINES: dict[str, type[Baseline]] = {
+    "random": RandomAgent,
+    "random-zero": RandomZeroValueAgent,
+    "random-single": RandomSingleTargetAgent,
+    "observational": ObservationalAgent,
+    "round-robin": RoundRobinAgent,
+    "uncertainty": PosteriorUncertaintyAgent,
+}
+
+
+def make_baseline(
+    name: str,
+    target_only: bool = False,
+    seed: int | None = 0,
+    reward_model: RewardModel | str | None = None,
+) -> Baseline:
+    """A baseline by name (a key of :data:`BASELINES`).
+
+    :param reward_model: required by ``"uncertainty"`` (use the environment's reward model).
+    """
+    if name not in BASELINES:
+        raise ValueError(f"unknown baseline {name!r}; expected one of {sorted(BASELINES)}")
+    if name == "uncertainty":
+        if reward_model is None:
+            raise ValueError("the 'uncertainty' baseline needs the environment's reward_model")
+        return PosteriorUncertaintyAgent(reward_model, target_only=target_only, seed=seed)
+    return BASELINES[name](target_only=target_only, seed=seed)

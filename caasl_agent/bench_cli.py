@@ -1,0 +1,147 @@
+"""The ``caasl bench`` and ``caasl demo`` subcommands (registered by :mod:`caasl_agent.cli`)."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from caasl_agent.baselines import BASELINES
+
+DEFAULT_AGENTS = ",".join(BASELINES)
+
+
+def parse_reward_model(text: str | None) -> str | dict[str, str] | None:
+    """``NAME`` or ``NAME,SETTING=NAME,...`` (per-setting overrides; a bare name is the default)."""
+    if not text:
+        return None
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if len(parts) == 1 and "=" not in parts[0]:
+        return parts[0]
+    mapping: dict[str, str] = {}
+    for part in parts:
+        key, sep, value = part.partition("=")
+        if sep:
+            mapping[key.strip()] = value.strip()
+        else:
+            mapping["*"] = key
+    return mapping
+
+
+def _modes(text: str) -> tuple[str, ...]:
+    return ("deterministic", "stochastic") if text == "both" else (text,)
+
+
+def _bench(args: argparse.Namespace) -> None:
+    import torch
+
+    from caasl_agent.evaluation import benchmark
+
+    torch.set_num_threads(args.threads)
+    start = time.perf_counter()
+    results = benchmark(
+        [a.strip() for a in args.agents.split(",") if a.strip()],
+        suite=args.suite,
+        episodes=args.episodes,
+        seed=args.seed,
+        modes=_modes(args.mode),
+        reward_model=parse_reward_model(args.reward_model),
+        settings=args.settings.split(",") if args.settings else None,
+        reference=args.reference,
+        workers=args.workers,
+        device=args.device,
+    )
+    out = Path(args.out)
+    results.save(out, plots=not args.no_plots)
+    results.print()
+    print(
+        f"results in {out}/ (table.md, steps.csv, results.json, plots/) after {time.perf_counter() - start:.0f} s"
+    )
+
+
+def add_bench_parser(subparsers) -> None:
+    """``caasl bench``: benchmark agents on a suite (tables, CSV/JSON, plots)."""
+    p = subparsers.add_parser(
+        "bench",
+        help="benchmark experimental-design agents on a suite of fixed environments",
+        description="Agents: baseline names (" + DEFAULT_AGENTS + "), sb3:PATH.zip, "
+        "caasl:NAME, module:attr (an agent class, object or callable obs -> action).",
+    )
+    p.add_argument("--agents", default=DEFAULT_AGENTS, help="comma-separated agent specs")
+    p.add_argument("--suite", default="linear", help="suite name (linear, tiny, sergio, ...)")
+    p.add_argument(
+        "--settings", default=None, help="comma-separated subset of the suite's settings"
+    )
+    p.add_argument(
+        "--episodes", type=int, default=None, help="episodes per setting (suite default)"
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--mode", choices=("deterministic", "stochastic", "both"), default="deterministic"
+    )
+    p.add_argument(
+        "--reward-model",
+        default=None,
+        help="NAME, or NAME,SETTING=NAME,... per setting (default: each setting's own)",
+    )
+    p.add_argument(
+        "--reference", default=None, help="agent for paired comparisons (default: first)"
+    )
+    p.add_argument("--workers", type=int, default=1, help="settings run in parallel processes")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per process")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", default="results/bench")
+    p.add_argument("--no-plots", action="store_true")
+    p.set_defaults(func=_bench)
+
+
+def _shipped_caasl(env_id: str) -> list[str]:
+    """``caasl:NAME`` specs of shipped policies for ``env_id`` (empty until they exist)."""
+    try:
+        import caasl_agent
+
+        names = caasl_agent.available_policies(env_id)
+    except (AttributeError, ImportError, TypeError, ValueError):
+        return []
+    return [f"caasl:{n}" for n in names]
+
+
+def _demo(args: argparse.Namespace) -> None:
+    import torch
+
+    from caasl_agent.evaluation import benchmark
+    from caasl_agent.suites import Setting, Suite
+    from caasl_envs import available_reward_models
+    from caasl_envs.registration import ENV_IDS
+    from caasl_envs.scm import SIMULATORS
+
+    torch.set_num_threads(args.threads)
+    reward_model = args.reward_model
+    if reward_model is None:
+        default = SIMULATORS[ENV_IDS[args.env].get("simulator", "linear")].default_reward_model
+        # Until a trained reward model is registered, the exact posterior stands in (d <= 14).
+        reward_model = default if default in available_reward_models() else "exact-linear-gaussian"
+    suite = Suite("demo", 1, (Setting("default", args.env, {}, args.env),), episodes=args.episodes)
+    agents = [*BASELINES, *_shipped_caasl(args.env)]
+    results = benchmark(
+        agents, suite=suite, seed=args.seed, reward_model=reward_model, reference="random"
+    )
+    results.save(args.out)
+    results.print()
+    print(f"plots and tables in {args.out}/")
+
+
+def add_demo_parser(subparsers) -> None:
+    """``caasl demo``: a quick benchmark of the baselines (and shipped CAASL policies)."""
+    p = subparsers.add_parser(
+        "demo", help="a quick benchmark of the baselines on the default environment"
+    )
+    p.add_argument("--env", default="caasl/LinearGaussian-v0")
+    p.add_argument("--episodes", type=int, default=20)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--reward-model", default=None, help="registered reward-model name (default: the env's)"
+    )
+    p.add_argument("--threads", type=int, default=2, help="torch threads")
+    p.add_argument("--out", default="results/demo")
+    p.set_defaults(func=_demo)

@@ -1,0 +1,525 @@
+"""Benchmark harness: run experimental-design agents on a suite of fixed environments.
+
+**Agent protocol.** An agent is anything with Stable-Baselines3's
+``predict(observation, state=None, episode_start=None, deterministic=False) -> (action, state)``
+acting on batched observations ``{"history": (B, N, d, 2), "mask": (B, N)}`` (what the
+environments show; agents never see the hidden system), or a plain callable
+``observation -> action``. :func:`load_agent` resolves strings:
+
+* a baseline name (:data:`caasl_agent.baselines.BASELINES`), built per setting for its ``d``,
+  action layout and reward model;
+* ``sb3:PATH`` — a Stable-Baselines3 ``.zip`` of any algorithm (SB3, sb3-contrib, CAASL), the
+  class read from the zip's ``data`` without unpickling anything;
+* ``caasl:NAME`` — a shipped CAASL policy, via ``caasl_agent.load_policy(NAME)``;
+* ``module:attr`` — an importable agent class (instantiated without arguments), agent object,
+  or callable.
+
+**Runner.** :func:`benchmark` runs, for every setting of a suite, each agent on *one* batched
+:class:`~caasl_envs.CausalDesignVectorEnv` holding all of the setting's episodes (one
+simulator call and one reward-model forward per step), seeded per episode by the suite, and
+records after reset and after every experiment: the return so far and every metric of
+:mod:`caasl_envs.metrics` computed from the environment's edge probabilities. Deterministic
+and/or stochastic policy evaluation (``modes``); the reports say which. Results are
+reproducible: a run is a function of the suite, the seed, the agents and the reward model.
+Reports (tables, CSV/JSON, plots, saved edge probabilities): :mod:`caasl_agent.reports`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import pickletools
+import random
+import time
+import warnings
+import zipfile
+import zlib
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from caasl_agent.baselines import BASELINES, make_baseline
+from caasl_agent.reports import BenchmarkResults, RunRecord
+from caasl_agent.suites import Setting, Suite, get_suite
+from caasl_envs import CausalDesignVectorEnv, metrics
+from caasl_envs.reward import RewardModel
+from caasl_envs.scm import SIMULATORS
+
+__all__ = [
+    "MODES",
+    "Agent",
+    "CallableAgent",
+    "IncompatibleAgentError",
+    "benchmark",
+    "load_agent",
+    "load_sb3",
+    "run_setting",
+]
+
+MODES = ("deterministic", "stochastic")
+
+
+@runtime_checkable
+class Agent(Protocol):
+    """Stable-Baselines3's prediction interface, on batched observations."""
+
+    def predict(
+        self,
+        observation: dict[str, np.ndarray],
+        state: Any = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, Any]:
+        """``(B, A)`` actions for ``B`` observations, and the next recurrent state."""
+        ...
+
+
+class IncompatibleAgentError(ValueError):
+    """The agent cannot act in this setting (e.g. an MLP policy trained for another ``d``)."""
+
+
+class CallableAgent:
+    """Wrap a plain callable ``observation -> actions (B, A)`` as an :class:`Agent`."""
+
+    def __init__(self, fn: Callable[[dict[str, np.ndarray]], Any]):
+        if not callable(fn):
+            raise TypeError(f"expected a callable observation -> action, got {fn!r}")
+        self.fn = fn
+
+    def predict(self, observation, state=None, episode_start=None, deterministic=False):
+        action = self.fn(observation)
+        if torch.is_tensor(action):
+            action = action.detach().cpu().numpy()
+        return np.asarray(action, dtype=np.float32), state
+
+    def __repr__(self) -> str:
+        return f"CallableAgent({getattr(self.fn, '__qualname__', self.fn)!r})"
+
+
+# --------------------------------------------------------------------------- loaders
+def _algorithm_classes() -> list[type]:
+    """Every importable SB3-style algorithm class (SB3, sb3-contrib, CAASL)."""
+    from stable_baselines3 import A2C, DDPG, DQN, PPO, SAC, TD3
+
+    classes: list[type] = [PPO, A2C, SAC, TD3, DDPG, DQN]
+    for module, names in (
+        ("sb3_contrib", ("TQC", "TRPO", "ARS", "CrossQ", "QRDQN", "RecurrentPPO", "MaskablePPO")),
+        ("caasl_agent.redq", ("CAASL",)),
+    ):
+        try:
+            mod = importlib.import_module(module)
+        except ImportError:
+            continue
+        classes += [getattr(mod, n) for n in names if hasattr(mod, n)]
+    return classes
+
+
+def _pickled_global(serialized: str) -> tuple[str, str] | None:
+    """``(module, name)`` of the class a base64 cloudpickle refers to, read by disassembling
+    the pickle (nothing is executed)."""
+    import base64
+
+    strings: list[str] = []
+    try:
+        for op, arg, _ in pickletools.genops(base64.b64decode(serialized)):
+            if op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE"):
+                strings.append(arg)
+            elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                return strings[-2], strings[-1]
+            elif op.name == "GLOBAL":
+                module, name = arg.split(" ", 1)
+                return module, name
+    except Exception:  # a malformed pickle only means: no hint
+        return None
+    return None
+
+
+def _sb3_algorithm(path: Path) -> type:
+    """The algorithm class that saved ``path``: the one whose policy aliases contain the saved
+    policy class and whose constructor arguments best match the saved hyperparameters."""
+    with zipfile.ZipFile(path) as archive:
+        if "data" not in archive.namelist():
+            raise ValueError(f"{path} is not a Stable-Baselines3 zip (no 'data' entry)")
+        data = json.loads(archive.read("data"))
+    policy = data.get("policy_class", {})
+    found = _pickled_global(policy.get(":serialized:", "")) if isinstance(policy, dict) else None
+    candidates = []
+    for cls in _algorithm_classes():
+        policies = getattr(cls, "policy_aliases", {}).values()
+        if found is None or any((p.__module__, p.__qualname__) == found for p in policies):
+            params = set(inspect.signature(cls.__init__).parameters) - {"self", "policy", "env"}
+            saved = set(data)
+            candidates.append((len(params & saved) - len(params - saved), cls))
+    if not candidates:
+        raise ValueError(
+            f"{path}: no installed algorithm uses the saved policy class {found}; "
+            "pass the algorithm class explicitly: load_sb3(path, algorithm=...)"
+        )
+    # Highest score wins; among equals the first listed (PPO before A2C) stays first.
+    return max(candidates, key=lambda c: c[0])[1]
+
+
+def load_sb3(path: str | Path, algorithm: type | None = None, device: str = "cpu"):
+    """Load a Stable-Baselines3 model of any algorithm from its ``.zip``.
+
+    :param algorithm: the algorithm class; detected from the zip when ``None``.
+    """
+    path = Path(path)
+    if not path.exists() and path.with_suffix(".zip").exists():
+        path = path.with_suffix(".zip")
+    if not path.is_file():
+        raise FileNotFoundError(f"no Stable-Baselines3 model at {path}")
+    cls = algorithm or _sb3_algorithm(path)
+    return cls.load(path, device=device)
+
+
+def load_agent(spec: Any) -> Any:
+    """Resolve an agent spec (see the module docstring) that is not a baseline name."""
+    if not isinstance(spec, str):
+        if callable(getattr(spec, "predict", None)):
+            return spec
+        if callable(spec):
+            return CallableAgent(spec)
+        raise TypeError(f"an agent needs a predict() method or must be callable, got {spec!r}")
+    if spec in BASELINES:
+        raise ValueError(f"{spec!r} is a baseline: it is built per setting by benchmark()")
+    if spec.startswith("sb3:"):
+        return load_sb3(spec[4:])
+    if spec.startswith("caasl:"):
+        try:
+            from caasl_agent import load_policy
+        except ImportError as err:
+            raise ValueError(
+                f"cannot load {spec!r}: this installation has no caasl_agent.load_policy "
+                "(no shipped CAASL policies)"
+            ) from err
+        return load_policy(spec[6:])
+    if ":" in spec:
+        module_name, _, attr = spec.partition(":")
+        try:
+            obj = importlib.import_module(module_name)
+        except ImportError as err:
+            raise ValueError(f"cannot import module {module_name!r} of agent {spec!r}") from err
+        for part in attr.split("."):
+            if not hasattr(obj, part):
+                raise ValueError(f"agent {spec!r}: {module_name} has no attribute {attr!r}")
+            obj = getattr(obj, part)
+        return load_agent(obj() if inspect.isclass(obj) else obj)
+    raise ValueError(
+        f"unknown agent {spec!r}: expected a baseline ({', '.join(BASELINES)}), 'sb3:PATH', "
+        "'caasl:NAME' or 'module:attr'"
+    )
+
+
+def agent_label(spec: Any) -> str:
+    """The name an agent has in tables and files."""
+    if isinstance(spec, str):
+        return spec
+    return str(
+        getattr(spec, "name", None) or getattr(spec, "__name__", None) or type(spec).__name__
+    )
+
+
+def _check_compatible(agent: Any, vec: CausalDesignVectorEnv) -> None:
+    """SB3 models with a fixed observation space cannot act at another ``d``."""
+    from stable_baselines3.common.base_class import BaseAlgorithm
+
+    if not isinstance(agent, BaseAlgorithm) or type(agent).__module__.startswith("caasl_agent"):
+        return
+    want = vec.single_observation_space
+    have = agent.observation_space
+    for key in ("history", "mask"):
+        if key not in getattr(have, "spaces", {}) or have[key].shape != want[key].shape:
+            raise IncompatibleAgentError(
+                f"{type(agent).__name__} was trained on observations {have}, this setting has {want}"
+            )
+    if agent.action_space.shape != vec.single_action_space.shape:
+        raise IncompatibleAgentError(
+            f"action shape {agent.action_space.shape} != the setting's {vec.single_action_space.shape}"
+        )
+
+
+# --------------------------------------------------------------------------- runner
+def _stable_seed(*parts: Any) -> int:
+    """A seed that depends only on ``parts`` (stable across processes, unlike ``hash``)."""
+    return zlib.crc32("/".join(map(str, parts)).encode())
+
+
+def reward_model_for(reward_model: Any, setting: Setting) -> Any:
+    """The reward model of a setting: ``reward_model`` may be ``None`` (the setting's, else the
+    simulator's default), a name, a model object, or a mapping ``{setting name or "*": model}``."""
+    if isinstance(reward_model, Mapping):
+        reward_model = reward_model.get(setting.name, reward_model.get("*"))
+    if reward_model is None:
+        kwargs = setting.env_kwargs()
+        reward_model = kwargs.get("reward_model") or getattr(
+            SIMULATORS[kwargs.get("simulator", "linear")], "default_reward_model", None
+        )
+    return reward_model
+
+
+def reward_model_name(model: Any) -> str:
+    return model if isinstance(model, str) else f"{type(model).__name__} (object)"
+
+
+def run_setting(
+    agent: Any,
+    setting: Setting,
+    seeds: Sequence[int],
+    deterministic: bool,
+    reward_model: RewardModel | str | None = None,
+    agent_seed: int = 0,
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """Run one agent on all episodes of one setting as one batched environment.
+
+    :param agent: an :class:`Agent`, a callable, or a baseline name.
+    :param seeds: one environment seed per episode (``E`` episodes).
+    :param agent_seed: seeds the baseline's generator and the global torch/numpy/random
+        generators (stochastic SB3 policies and user callables draw from those).
+    :return: ``metrics`` ``{name: (E, T + 1) float64}`` (column ``t``: after ``t``
+        experiments; ``return`` is the cumulative reward), ``probs`` ``(E, d, d)`` final edge
+        probabilities, ``graphs`` ``(E, d, d)`` true graphs.
+    """
+    kwargs = {**setting.env_kwargs(), "reward_schedule": "dense", "device": device}
+    if reward_model is not None:
+        kwargs["reward_model"] = reward_model
+    vec = CausalDesignVectorEnv(len(seeds), **kwargs)
+    core = vec.core
+    if isinstance(agent, str):
+        agent = make_baseline(agent, core.target_only, agent_seed, core.reward_model)
+    else:
+        agent = load_agent(agent)
+        _check_compatible(agent, vec)
+    torch.manual_seed(agent_seed)
+    np.random.seed(agent_seed)  # noqa: NPY002  (user callables may draw from the global state)
+    random.seed(agent_seed)
+    obs, _ = vec.reset(seed=[int(s) for s in seeds])
+    e, budget = vec.num_envs, core.budget
+    records = {name: np.zeros((e, budget + 1)) for name in ("return", *_METRIC_NAMES)}
+    total = np.zeros(e)
+
+    def record(t: int) -> None:
+        for name, value in metrics.all_metrics(core.probs, core.graph).items():
+            records[name][:, t] = value.cpu().numpy()
+        records["return"][:, t] = total
+
+    record(0)
+    state, episode_start = None, np.ones(e, dtype=bool)
+    for t in range(1, budget + 1):
+        action, state = agent.predict(
+            obs, state=state, episode_start=episode_start, deterministic=deterministic
+        )
+        obs, reward, _, _, _ = vec.step(np.asarray(action))
+        total = total + reward
+        record(t)
+        episode_start = np.zeros(e, dtype=bool)
+    return {
+        "metrics": records,
+        "probs": core.probs.cpu().numpy(),
+        "graphs": core.graph.cpu().numpy(),
+    }
+
+
+_METRIC_NAMES = tuple(
+    metrics.all_metrics(torch.full((1, 2, 2), 0.5), torch.tensor([[[0.0, 1.0], [0.0, 0.0]]]))
+)
+
+
+@dataclass(frozen=True)
+class _Task:
+    """One (setting, agent, mode) run; picklable for worker processes."""
+
+    setting: Setting
+    label: str
+    agent: Any
+    mode: str
+    seeds: tuple[int, ...]
+    reward_model: Any
+    agent_seed: int
+    device: str
+
+
+def _run_task(task: _Task) -> tuple[RunRecord | None, str | None, float]:
+    start = time.perf_counter()
+    try:
+        out = run_setting(
+            task.agent,
+            task.setting,
+            task.seeds,
+            task.mode == "deterministic",
+            task.reward_model,
+            task.agent_seed,
+            task.device,
+        )
+    except IncompatibleAgentError as err:
+        return None, str(err), time.perf_counter() - start
+    record = RunRecord(
+        setting=task.setting.name,
+        agent=task.label,
+        mode=task.mode,
+        seeds=task.seeds,
+        metrics=out["metrics"],
+        probs=out["probs"],
+        graphs=out["graphs"],
+    )
+    return record, None, time.perf_counter() - start
+
+
+def _run_tasks_in_process(tasks: list[_Task]) -> list[tuple[RunRecord | None, str | None, float]]:
+    torch.set_num_threads(1)
+    return [_run_task(t) for t in tasks]
+
+
+def benchmark(
+    agents: Sequence[Any] | Mapping[str, Any],
+    suite: str | Suite = "linear",
+    episodes: int | None = None,
+    seed: int = 0,
+    modes: Sequence[str] = ("deterministic",),
+    reward_model: Any = None,
+    settings: Sequence[str] | None = None,
+    reference: str | None = None,
+    workers: int = 1,
+    device: str = "cpu",
+    progress: bool = True,
+    out: str | Path | None = None,
+) -> BenchmarkResults:
+    """Benchmark agents on every setting of a suite.
+
+    :param agents: specs (see :func:`load_agent`; baseline names, ``sb3:``/``caasl:``/
+        ``module:attr`` strings, agent objects, callables), or ``{label: spec}``.
+    :param suite: a suite name (``caasl_agent.suites.available_suites()``) or a :class:`Suite`.
+    :param episodes: episodes per setting (default: the suite's, 100 for ``linear``); the
+        first ``k`` episodes are the same for any ``episodes >= k``.
+    :param seed: the suite seed; every agent sees the same environments for the same seed.
+    :param modes: any of ``"deterministic"``, ``"stochastic"`` (policy evaluation mode).
+    :param reward_model: ``None`` (each setting's default), a registered name, a model, or
+        ``{setting or "*": model}``.
+    :param settings: names of the settings to run (default: all).
+    :param reference: agent label for the paired comparison (default: the first agent).
+    :param workers: run settings in this many processes (agents must be picklable).
+    :param out: when given, write every report there (:meth:`BenchmarkResults.save`).
+    """
+    suite = get_suite(suite)
+    episodes = suite.episodes if episodes is None else int(episodes)
+    for mode in modes:
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
+    items = list(agents.items()) if isinstance(agents, Mapping) else None
+    if items is None:
+        items, seen = [], {}
+        for spec in agents:
+            label = agent_label(spec)
+            seen[label] = seen.get(label, 0) + 1
+            items.append((label if seen[label] == 1 else f"{label}#{seen[label]}", spec))
+    if not items:
+        raise ValueError("no agents to benchmark")
+    labels = [label for label, _ in items]
+    resolved = {
+        label: spec if isinstance(spec, str) and spec in BASELINES else load_agent(spec)
+        for label, spec in items
+    }
+    chosen = suite.select(list(settings) if settings is not None else None)
+    model_of = {s.name: reward_model_for(reward_model, s) for s in chosen}
+    tasks = [
+        _Task(
+            setting=s,
+            label=label,
+            agent=resolved[label],
+            mode=mode,
+            seeds=tuple(suite.episode_seeds(s.name, episodes, seed)),
+            reward_model=model_of[s.name],
+            agent_seed=_stable_seed(seed, suite.name, suite.version, s.name, label),
+            device=device,
+        )
+        for s in chosen
+        for label in labels
+        for mode in modes
+    ]
+    outcomes = _execute(tasks, workers, progress)
+    runs, skipped, timings = [], [], []
+    for task, (record, why, seconds) in zip(tasks, outcomes):
+        timings.append(
+            {
+                "setting": task.setting.name,
+                "agent": task.label,
+                "mode": task.mode,
+                "seconds": seconds,
+            }
+        )
+        if record is None:
+            warnings.warn(f"{task.label} skipped on {task.setting.name}: {why}", stacklevel=2)
+            skipped.append(
+                {
+                    "setting": task.setting.name,
+                    "agent": task.label,
+                    "mode": task.mode,
+                    "reason": why,
+                }
+            )
+        else:
+            runs.append(record)
+    meta = {
+        "format": "caasl-benchmark/1",
+        "suite": suite.name,
+        "suite_version": suite.version,
+        "seed": int(seed),
+        "episodes": episodes,
+        "modes": list(modes),
+        "agents": labels,
+        "reference": reference or labels[0],
+        "settings": [
+            {
+                "name": s.name,
+                "env_id": s.env_id,
+                "description": s.description,
+                "env_kwargs": {
+                    k: v for k, v in s.env_kwargs().items() if k not in ("reward_model", "device")
+                },
+                "reward_model": reward_model_name(model_of[s.name]),
+            }
+            for s in chosen
+        ],
+        "skipped": skipped,
+    }
+    results = BenchmarkResults(meta, runs, timings)
+    if out is not None:
+        results.save(out)
+    return results
+
+
+def _execute(
+    tasks: list[_Task], workers: int, progress: bool
+) -> list[tuple[RunRecord | None, str | None, float]]:
+    """Run the tasks here (``workers <= 1``) or grouped by setting in worker processes."""
+    bar = tqdm(total=len(tasks), desc="benchmark", unit="run", disable=not progress)
+    outcomes: list[Any] = [None] * len(tasks)
+    if workers <= 1:
+        for i, task in enumerate(tasks):
+            bar.set_postfix_str(f"{task.setting.name} / {task.label} / {task.mode}")
+            outcomes[i] = _run_task(task)
+            bar.update()
+    else:
+        groups: dict[str, list[int]] = {}
+        for i, task in enumerate(tasks):
+            groups.setdefault(task.setting.name, []).append(i)
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+            futures = {
+                pool.submit(_run_tasks_in_process, [tasks[i] for i in index]): index
+                for index in groups.values()
+            }
+            for future in as_completed(futures):
+                for i, outcome in zip(futures[future], future.result()):
+                    outcomes[i] = outcome
+                bar.update(len(futures[future]))
+    bar.close()
+    return outcomes
