@@ -340,30 +340,20 @@ def test_two_runs_are_byte_identical(tmp_path):
     ).read_bytes()
 
 
-def test_cli_bench(tmp_path):
-    import argparse
+def test_cli_bench_and_demo(tmp_path):
+    from caasl_agent.cli import main
 
-    from caasl_agent.bench_cli import add_bench_parser
-
-    parser = argparse.ArgumentParser()
-    add_bench_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(
-        [
-            "bench",
-            "--agents",
-            "random,observational",
-            "--suite",
-            "tiny",
-            "--episodes",
-            "2",
-            "--reward-model",
-            "partial-correlation",
-            "--out",
-            str(tmp_path),
-            "--no-plots",
-        ]
+    main(
+        ["bench", "--agents", "random,observational", "--suite", "tiny", "--episodes", "2"]
+        + ["--reward-model", "partial-correlation", "--out", str(tmp_path / "b"), "--no-plots"]
     )
-    args.func(args)
-    summary = pd.read_csv(tmp_path / "summary.csv")
+    summary = pd.read_csv(tmp_path / "b" / "summary.csv")
     assert set(summary.agent) == {"random", "observational"}
-    assert not (tmp_path / "plots").exists()
+    assert not (tmp_path / "b" / "plots").exists()
+    main(
+        ["demo", "--episodes", "2", "--reward-model", "partial-correlation"]
+        + ["--out", str(tmp_path / "demo"), "--threads", "1"]
+    )
+    summary = pd.read_csv(tmp_path / "demo" / "summary.csv")
+    assert set(BASELINES) <= set(summary.agent)
+    assert (tmp_path / "demo" / "plots" / "return.png").exists()
