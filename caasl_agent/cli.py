@@ -10,6 +10,7 @@ import argparse
 from collections.abc import Sequence
 
 from caasl_agent.bench_cli import add_bench_parser, add_demo_parser
+from caasl_agent.train import add_train_parser
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True)
     add_demo_parser(subparsers)
     add_bench_parser(subparsers)
+    add_train_parser(subparsers)
     return parser
 
 
