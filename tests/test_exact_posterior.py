@@ -213,6 +213,17 @@ def test_posterior_concentrates_on_the_true_graph_with_interventions():
     assert 0.1 < obs_probs[0, 1] < 0.9  # direction not identified from observational data alone
 
 
+@pytest.mark.parametrize(("d", "graph_degree"), [(5, 1.0), (6, 1.25)])
+def test_without_data_the_posterior_is_the_erdos_renyi_prior(d, graph_degree):
+    # Random order, then each forward pair an edge with probability p: p(i -> j) = p / 2.
+    x = _history(d, 8, seed=2)
+    no_rows = torch.zeros(1, 8, dtype=torch.bool)
+    probs = ExactLinearGaussianPosterior(d - 1, graph_degree).edge_probs(x, no_rows)[0]
+    p = 2 * graph_degree / (d - 1)
+    expected = torch.full((d, d), p / 2, dtype=probs.dtype).fill_diagonal_(0.0)
+    torch.testing.assert_close(probs, expected, atol=1e-12, rtol=0)
+
+
 def test_zero_in_degree_and_reward_model_registry():
     x = _history(4, 10, seed=1).float()
     assert "exact-linear-gaussian" in available_reward_models()
