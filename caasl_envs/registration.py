@@ -16,6 +16,14 @@ ENV_IDS: dict[str, dict] = {
         "intervention": "shift",
     },
     "caasl/LinearGaussianScaleFree-v0": {**_LINEAR, "graph": "scale_free", "graph_degree": 3.0},
+    "caasl/SERGIO-v0": {
+        **_LINEAR,
+        "simulator": "sergio",
+        "graph": "erdos_renyi",
+        "graph_degree": 3.0,
+        "intervention": "knockout",
+        "technical_noise": "10x-chromium-mini",
+    },
 }
 
 
