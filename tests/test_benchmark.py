@@ -357,3 +357,20 @@ def test_cli_bench_and_demo(tmp_path):
     summary = pd.read_csv(tmp_path / "demo" / "summary.csv")
     assert set(BASELINES) <= set(summary.agent)
     assert (tmp_path / "demo" / "plots" / "return.png").exists()
+
+
+def test_uncertainty_baseline_shares_the_environments_forward():
+    from caasl_agent.evaluation import run_setting
+    from caasl_envs.reward import PartialCorrelationRewardModel
+
+    class Counting(PartialCorrelationRewardModel):
+        calls = 0
+
+        def edge_probs(self, x, mask=None):
+            Counting.calls += 1
+            return super().edge_probs(x, mask)
+
+    setting = TINY.setting("d4")
+    out = run_setting("uncertainty", setting, [1, 2, 3], True, Counting())
+    assert Counting.calls == setting.env_kwargs()["budget"] + 1
+    assert out["metrics"]["return"].shape == (3, 4)
