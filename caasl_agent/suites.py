@@ -25,7 +25,6 @@ from __future__ import annotations
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any
 
 import gymnasium as gym
@@ -58,7 +57,7 @@ class Setting:
     description: str = ""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "overrides", MappingProxyType(dict(self.overrides)))
+        object.__setattr__(self, "overrides", dict(self.overrides))  # a private copy
 
     def env_kwargs(self) -> dict[str, Any]:
         """The environment's keyword arguments: the id's defaults updated by the overrides."""
