@@ -49,9 +49,12 @@ class _SubsetIndex:
 
     :param expand: ``(d, 2^(d-1))`` full bitmask of each compressed subset of ``j``.
     :param compress: ``(d, 2^d)`` compressed index of each full bitmask (where ``j`` is absent).
-    :param layers: per popcount ``s = 0..d``: ``sets (C,)`` full bitmasks, ``flipped (C, d)``
-        ``= sets XOR 2^j``, ``inside (C, d)`` ``j in sets``, ``without (C, d)`` compressed index
-        of ``sets minus j`` for ``j``, ``own (C, d)`` compressed index of ``sets`` for ``j``.
+    :param layers: per popcount ``s = 0..d``: ``sets (C,)`` full bitmasks; ``inside (d, C)``,
+        ``j in sets``; and three flattened ``(d * C,)`` index tensors, variable-major:
+        ``flipped`` ``= sets XOR 2^j``, and into a flattened ``(d, 2^(d-1))`` table, ``without``
+        (the compressed ``sets minus j`` of ``j``) and ``own`` (the compressed ``sets`` of ``j``).
+        Variable-major because torch reduces over a leading axis much faster than over a short
+        last one.
     """
 
     expand: torch.Tensor
@@ -73,10 +76,13 @@ def _subset_index(d: int) -> _SubsetIndex:
     layers = []
     for s in range(d + 1):
         sets = masks[popcount == s]
-        flipped = sets.unsqueeze(1) ^ onehot
-        without = compress.T.gather(0, flipped)
-        own = compress.T[sets]
-        layers.append((sets, flipped, inside[sets], without, own))
+        flipped = sets ^ onehot.unsqueeze(1)  # (d, C)
+        # Flat indices into a (d, 2^(d-1)) table: one index_select per gather.
+        without = compress.gather(1, flipped) + (torch.arange(d) << (d - 1)).unsqueeze(1)
+        own = compress[:, sets] + (torch.arange(d) << (d - 1)).unsqueeze(1)
+        layers.append(
+            (sets, flipped.flatten(), inside[sets].T.contiguous(), without.flatten(), own.flatten())
+        )
     return _SubsetIndex(expand, compress, layers)
 
 
@@ -124,12 +130,17 @@ def order_dp_edge_marginals(
     forward[:, 0] = 0.0
     backward[:, full] = 0.0
     layers = [tuple(a.to(dev) for a in layer) for layer in index.layers]
+    flat_alpha = alpha.view(b, -1)
     for sets_s, flipped, inside, without, _ in layers[1:]:
-        cand = forward[:, flipped] + alpha[:, var, without]  # (B, C, d): j last in S
-        forward[:, sets_s] = torch.where(inside, cand, ninf).logsumexp(-1)
+        # (B, d, C): j placed last in S
+        cand = (forward.index_select(1, flipped) + flat_alpha.index_select(1, without)).view(
+            b, d, -1
+        )
+        forward[:, sets_s] = torch.where(inside, cand, ninf).logsumexp(1)
     for sets_s, flipped, inside, _, own in reversed(layers[:-1]):
-        cand = backward[:, flipped] + alpha[:, var, own]  # j first after S
-        backward[:, sets_s] = torch.where(inside, ninf, cand).logsumexp(-1)
+        # (B, d, C): j placed first after S
+        cand = (backward.index_select(1, flipped) + flat_alpha.index_select(1, own)).view(b, d, -1)
+        backward[:, sets_s] = torch.where(inside, ninf, cand).logsumexp(1)
     log_z = forward[:, full]
 
     # For every j: weight of all (prefix S, suffix) pairs around j, summed over S ⊇ Pa.
