@@ -17,10 +17,11 @@ random order, then every forward pair an edge with probability ``p``; the factor
 equally likely).
 
 **Data.** Rows in which ``j`` was intervened on (channel 1 = 1) are left out of ``j``'s local
-score (Cooper & Yoo 1999) — correct for ``do`` interventions, and for shift interventions a
-valid but lossy treatment (the shifted rows still carry information about ``j``'s parents,
-which is discarded instead of being modelled). ``intervened_rows="keep"`` uses every row in
-every local score (the purely observational, misspecified model; for comparison). By default
+score (Cooper & Yoo 1999) — correct for ``do`` interventions, and for shift interventions the
+same as modelling the shift: the history does not record the shift value, so each shifted row
+of ``j`` has its own unknown mean, and integrating that out under a flat prior leaves the row
+nothing to say about ``j``'s mechanism. ``intervened_rows="keep"`` uses every row in every local
+score (the purely observational, misspecified model; measured worse for both kinds). By default
 each variable is standardised with the mean and standard deviation of the rows that enter its
 own local score, which makes the posterior invariant to per-variable affine rescaling.
 """
