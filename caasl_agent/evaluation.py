@@ -329,13 +329,13 @@ def run_setting(
     random.seed(agent_seed)
     obs, _ = vec.reset(seed=[int(s) for s in seeds])
     e, budget = vec.num_envs, core.budget
-    records = {name: np.zeros((e, budget + 1)) for name in ("return", *_METRIC_NAMES)}
+    records = {"return": np.zeros((e, budget + 1))}
     total = np.zeros(e)
 
     def record(t: int) -> None:
-        for name, value in metrics.all_metrics(core.probs, core.graph).items():
-            records[name][:, t] = value.cpu().numpy()
         records["return"][:, t] = total
+        for name, value in metrics.all_metrics(core.probs, core.graph).items():
+            records.setdefault(name, np.zeros((e, budget + 1)))[:, t] = value.cpu().numpy()
 
     record(0)
     state, episode_start = None, np.ones(e, dtype=bool)
@@ -352,11 +352,6 @@ def run_setting(
         "probs": core.probs.cpu().numpy(),
         "graphs": core.graph.cpu().numpy(),
     }
-
-
-_METRIC_NAMES = tuple(
-    metrics.all_metrics(torch.full((1, 2, 2), 0.5), torch.tensor([[[0.0, 1.0], [0.0, 0.0]]]))
-)
 
 
 @dataclass(frozen=True)
@@ -449,6 +444,8 @@ def benchmark(
     if not items:
         raise ValueError("no agents to benchmark")
     labels = [label for label, _ in items]
+    if reference is not None and reference not in labels:
+        raise ValueError(f"reference agent {reference!r} is not among the agents {labels}")
     resolved = {
         label: spec if isinstance(spec, str) and spec in BASELINES else load_agent(spec)
         for label, spec in items
