@@ -19,7 +19,7 @@ from caasl_agent.baselines import (
 from caasl_agent.bench_cli import parse_reward_model
 from caasl_agent.evaluation import CallableAgent, benchmark, load_agent, load_sb3
 from caasl_agent.reports import TABLE_METRICS, BenchmarkResults
-from caasl_agent.suites import get_suite
+from caasl_agent.suites import Setting, Suite, get_suite
 from caasl_envs import make_sb3_vec_env, metrics
 
 TINY = get_suite("tiny")
@@ -374,3 +374,30 @@ def test_uncertainty_baseline_shares_the_environments_forward():
     out = run_setting("uncertainty", setting, [1, 2, 3], True, Counting())
     assert Counting.calls == setting.env_kwargs()["budget"] + 1
     assert out["metrics"]["return"].shape == (3, 4)
+
+
+def test_sergio_suite_runs_target_only_baselines():
+    sergio = get_suite("sergio")
+    assert [s.name for s in sergio.settings] == [
+        "in-distribution",
+        "scale-free",
+        "d+2",
+        "d+5",
+        "d+10",
+        "knockdown",
+        "drop-seq",
+        "noisy-interventions",
+    ]
+    knockdown = sergio.setting("knockdown")
+    small = Setting(
+        "knockdown", knockdown.env_id, {**knockdown.overrides, "d": 5, "n0": 10, "budget": 2}
+    )
+    results = benchmark(
+        ["random-single", "uncertainty"],
+        suite=Suite("sergio-small", 1, (small,), episodes=2),
+        reward_model="partial-correlation",
+        progress=False,
+    )
+    for run in results.runs:
+        assert np.isfinite(run.metrics["expected_correct_entries"]).all()
+        assert run.probs.shape == (2, 5, 5)
