@@ -95,15 +95,14 @@ def add_bench_parser(subparsers) -> None:
     p.set_defaults(func=_bench)
 
 
-def _shipped_caasl(env_id: str) -> list[str]:
-    """``caasl:NAME`` specs of shipped policies for ``env_id`` (empty until they exist)."""
+def _shipped_caasl(simulator: str) -> list[str]:
+    """``caasl:NAME`` specs of the shipped policies for a simulator family (their names say
+    which: ``caasl_agent.available_policies()``); empty until policies are shipped."""
     try:
-        import caasl_agent
-
-        names = caasl_agent.available_policies(env_id)
-    except (AttributeError, ImportError, TypeError, ValueError):
+        from caasl_agent import available_policies
+    except ImportError:
         return []
-    return [f"caasl:{n}" for n in names]
+    return [f"caasl:{name}" for name in available_policies() if simulator in name]
 
 
 def _demo(args: argparse.Namespace) -> None:
@@ -116,13 +115,16 @@ def _demo(args: argparse.Namespace) -> None:
     from caasl_envs.scm import SIMULATORS
 
     torch.set_num_threads(args.threads)
+    simulator = ENV_IDS[args.env].get("simulator", "linear")
     reward_model = args.reward_model
     if reward_model is None:
-        default = SIMULATORS[ENV_IDS[args.env].get("simulator", "linear")].default_reward_model
-        # Until a trained reward model is registered, the exact posterior stands in (d <= 14).
-        reward_model = default if default in available_reward_models() else "exact-linear-gaussian"
+        default = SIMULATORS[simulator].default_reward_model
+        # Until a trained reward model is registered, a training-free one stands in: the exact
+        # posterior for linear-Gaussian data (d <= 14), partial correlations otherwise.
+        fallback = "exact-linear-gaussian" if simulator == "linear" else "partial-correlation"
+        reward_model = default if default in available_reward_models() else fallback
     suite = Suite("demo", 1, (Setting("default", args.env, {}, args.env),), episodes=args.episodes)
-    agents = [*BASELINES, *_shipped_caasl(args.env)]
+    agents = [*BASELINES, *_shipped_caasl(simulator)]
     results = benchmark(
         agents, suite=suite, seed=args.seed, reward_model=reward_model, reference="random"
     )
