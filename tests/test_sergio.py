@@ -236,6 +236,7 @@ def test_prior_exposes_the_simulator_protocol():
         ({"k_range": (0.0, 1.0)}, "k_range"),
         ({"cell_types": 0}, "cell_types"),
         ({"d": 1}, "d must be"),
+        ({"start": "zero"}, "start"),
     ],
 )
 def test_bad_prior_settings_raise(kwargs, match):
@@ -284,3 +285,30 @@ def test_sergio_env_batched_equals_single(fast_reward):
     batched, _ = vec.reset(seed=[3, 4])
     single, _ = caasl_envs.CausalDesignEnv(**SMALL_ENV, reward_model=fast_reward).reset(seed=4)
     np.testing.assert_array_equal(batched["history"][1], single["history"])
+
+
+def test_reward_training_data_and_trainer_on_sergio_counts(tmp_path):
+    from caasl_envs.reward.train import TrainConfig
+    from caasl_envs.reward.train_sergio import SERGIO_HELDOUT, SergioDatasetSampler, make_trainer
+
+    sampler = SergioDatasetSampler(
+        d_range=(4, 4), n_obs_range=(6, 6), n_int_range=(3, 3), p_obs_only=0.0,
+        target_prob_range=(0.5, 0.5), prior={"burn_in_steps": 10},
+    )  # fmt: skip
+    x, graph = sampler.sample((0, 1), 5)
+    assert x.shape == (5, 9, 4, 2) and graph.shape == (5, 4, 4)
+    assert torch.equal(x, sampler.sample((0, 1), 5)[0])
+    counts, flags = x[..., 0], x[..., 1]
+    assert torch.all(flags[:, :6] == 0) and torch.all(counts[flags > 0] == 0)
+    assert torch.all(counts == counts.round()) and flags[:, 6:].sum() > 0
+    small = {"d_range": (4, 4), "n_obs_range": (6, 6), "prior": {"burn_in_steps": 10}}
+    config = TrainConfig(
+        out_dir=str(tmp_path), steps=2, batch_size=4, eval_every=2, eval_datasets=4,
+        device="cpu", model=dict(dim=8, layers=1, num_heads=2, key_size=4, expects_counts=True),
+        data={**small, "n_int_range": (0, 2)},
+        eval_data={**SERGIO_HELDOUT, **small},
+    )  # fmt: skip
+    trainer = make_trainer(config)
+    result = trainer.run(progress=False)
+    assert trainer.step == 2 and 0.0 <= result["auprc"] <= 1.0
+    assert trainer.heldout[0][0].shape == (4, 16, 4, 2)  # 6 wild-type + 10 knockout cells

@@ -61,6 +61,8 @@ from caasl_envs.graphs import GRAPH_PRIORS, sample_graphs
 from caasl_envs.rng import BatchedRNG
 
 SERGIO_INTERVENTIONS = {"knockout": 0.0, "knockdown": 0.5}
+#: Where each cell's trajectory starts (see the module docstring).
+STARTS = ("linear-noise", "fixed-point")
 
 # Standard normals drawn per environment per chunk of time steps (bounds memory, not results).
 _NOISE_CHUNK = 16384
@@ -197,7 +199,9 @@ class SergioGRN:
     :param decay: decay rate.
     :param noise_scale: scale ``s`` of the intrinsic (Langevin) noise.
     :param dt: Euler-Maruyama step.
-    :param burn_in_steps: nonlinear steps after the linear-noise start.
+    :param burn_in_steps: nonlinear steps after the start.
+    :param start: ``"linear-noise"`` (fixed point + Gaussian fluctuations) or ``"fixed-point"``
+        (SERGIO's start; needs ~300 burn-in steps, kept for comparison).
     """
 
     graph: torch.Tensor
@@ -212,6 +216,7 @@ class SergioGRN:
     noise_scale: float = 1.0
     dt: float = 0.01
     burn_in_steps: int = 100
+    start: str = "linear-noise"
     half_response: torch.Tensor = field(init=False)
     dropout_midpoint: torch.Tensor | None = field(init=False)
 
@@ -294,7 +299,11 @@ class SergioGRN:
         per_cell = n < c
         if per_cell:
             base = base.gather(1, pick[..., None].expand(b, n, d))
-        mean, scale_tril = self._linear_noise_start(base, weights)
+        if self.start == "fixed-point":
+            mean = self._fixed_point(base, weights)
+            scale_tril = mean.new_zeros(*mean.shape, d)
+        else:
+            mean, scale_tril = self._linear_noise_start(base, weights)
         if not per_cell:
             base = base.gather(1, pick[..., None].expand(b, n, d))
             mean = mean.gather(1, pick[..., None].expand(b, n, d))
@@ -509,6 +518,8 @@ def _check_dynamics(p: SergioGRN | SergioPrior) -> None:
             "need dt > 0, decay > 0 and decay * dt < 1 for a stable integration, "
             f"got dt={p.dt!r}, decay={p.decay!r}"
         )
+    if p.start not in STARTS:
+        raise ValueError(f"unknown start {p.start!r}; expected one of {STARTS}")
     steps = p.burn_in_steps
     if isinstance(steps, bool) or not isinstance(steps, int | np.integer) or steps < 0:
         raise ValueError(f"burn_in_steps must be an integer >= 0, got {steps!r}")
@@ -534,7 +545,8 @@ class SergioPrior:
     :param decay: decay rate.
     :param noise_scale: intrinsic noise scale.
     :param dt: Euler-Maruyama step.
-    :param burn_in_steps: nonlinear steps per cell after the linear-noise start.
+    :param burn_in_steps: nonlinear steps per cell after the start.
+    :param start: ``"linear-noise"`` or ``"fixed-point"`` (see :class:`SergioGRN`).
     :param counts: return Poisson counts (``False``: continuous expression).
     """
 
@@ -553,6 +565,7 @@ class SergioPrior:
     noise_scale: float = 1.0
     dt: float = 0.01
     burn_in_steps: int = 100
+    start: str = "linear-noise"
     counts: bool = True
 
     action_kind = "target_only"
@@ -601,4 +614,5 @@ class SergioPrior:
             noise_scale=float(self.noise_scale),
             dt=float(self.dt),
             burn_in_steps=int(self.burn_in_steps),
+            start=self.start,
         )

@@ -1,0 +1,178 @@
+"""Train an :class:`AVICIModel` on SERGIO count data (the ``avici-sergio-v0`` reward model).
+
+Uses the generic trainer of :mod:`caasl_envs.reward.train` (optimiser, schedule, checkpoints,
+evaluation) with a SERGIO data source in place of the linear one. Every minibatch is a fresh
+batch of networks from :class:`~caasl_envs.scm.SergioPrior`, measured as the environments
+measure them:
+
+* ``n_obs`` wild-type cells, then ``n_int`` cells of one knockout experiment each (0 for a
+  fraction ``p_obs_only`` of the datasets), every gene a target with a per-dataset probability,
+  as a random agent in ``caasl/SERGIO-v0`` produces them;
+* one number of genes, rows, graph prior and degree per minibatch (so no padding); the rest is
+  drawn per network.
+
+Command line: ``python -m caasl_envs.reward.train_sergio --help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass, fields, replace
+
+import numpy as np
+import torch
+
+from caasl_envs.reward.train import TrainConfig, Trainer, heldout_set
+from caasl_envs.rng import BatchedRNG
+from caasl_envs.scm import Measurement, SergioGRN, SergioPrior
+
+
+@dataclass
+class SergioDatasetSampler:
+    """Batches of ``(x (B, n, d, 2), graph (B, d, d))`` of SERGIO counts, as the environments see them.
+
+    :param d_range: inclusive range of the number of genes (one ``d`` per batch).
+    :param n_obs_range: inclusive range of wild-type cells (one value per batch).
+    :param n_int_range: inclusive range of knockout cells (one value per batch).
+    :param p_obs_only: fraction of datasets whose knockout cells are wild-type cells instead.
+    :param graphs: graph priors to mix (one per batch).
+    :param degrees: graph "degree" parameters to mix (one per batch).
+    :param target_prob_range: per dataset, each gene of a knockout cell is a target with a
+        probability drawn from this range.
+    :param prior: further :class:`SergioPrior` kwargs (technical noise, intervention, ...).
+    """
+
+    d_range: tuple[int, int] = (10, 10)
+    n_obs_range: tuple[int, int] = (50, 50)
+    n_int_range: tuple[int, int] = (0, 10)
+    p_obs_only: float = 0.2
+    graphs: tuple[str, ...] = ("erdos_renyi", "scale_free")
+    degrees: tuple[float, ...] = (1.0, 2.0, 3.0)
+    target_prob_range: tuple[float, float] = (0.05, 0.6)
+    prior: dict | None = None
+
+    def sample(
+        self, seed: int | tuple[int, ...], batch_size: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One batch; everything is a function of ``seed``.
+
+        :return: ``x (B, n, d, 2)`` float32 counts and flags, ``graph (B, d, d)`` float32.
+        """
+        master = np.random.default_rng(seed)
+        d = int(master.integers(self.d_range[0], self.d_range[1] + 1))
+        n_obs = int(master.integers(self.n_obs_range[0], self.n_obs_range[1] + 1))
+        n_int = int(master.integers(self.n_int_range[0], self.n_int_range[1] + 1))
+        graph_kind = self.graphs[int(master.integers(len(self.graphs)))]
+        degree = self.degrees[int(master.integers(len(self.degrees)))]
+        rng = BatchedRNG(
+            [np.random.default_rng(s) for s in master.bit_generator.seed_seq.spawn(batch_size)]
+        )
+        prior = SergioPrior(d=d, graph=graph_kind, graph_degree=degree, **(self.prior or {}))
+        grn = prior.sample(rng)
+        obs = grn.sample(rng, n_obs)
+        x = torch.stack([obs, torch.zeros_like(obs)], dim=-1)
+        if n_int == 0:
+            return x, grn.graph
+        target_prob = rng.uniform(1, low=self.target_prob_range[0], high=self.target_prob_range[1])
+        targets = rng.uniform(n_int, d) < target_prob.unsqueeze(-1)  # (B, n_int, d)
+        targets &= torch.from_numpy(master.random(batch_size) >= self.p_obs_only)[:, None, None]
+        # One copy of each network per knockout cell, so that every cell has its own targets;
+        # a copy draws from its network's generator.
+        cells = _repeat(grn, n_int).sample(
+            BatchedRNG([g for g in rng.generators for _ in range(n_int)]),
+            1,
+            targets.reshape(-1, d),
+        )
+        interventional = torch.stack([cells.reshape(batch_size, n_int, d), targets.float()], dim=-1)
+        return torch.cat([x, interventional], dim=1), grn.graph
+
+
+def _repeat(grn: SergioGRN, times: int) -> SergioGRN:
+    """Each network of the batch ``times`` times in a row (``repeat_interleave``)."""
+    m = grn.measurement
+    measurement = None
+    if m is not None:
+        measurement = Measurement(
+            **{f.name: getattr(m, f.name).repeat_interleave(times, 0) for f in fields(m)}
+        )
+    return replace(
+        grn,
+        graph=grn.graph.repeat_interleave(times, 0),
+        k=grn.k.repeat_interleave(times, 0),
+        basal=grn.basal.repeat_interleave(times, 0),
+        measurement=measurement,
+    )
+
+
+#: The environments' setting (``caasl/SERGIO-v0`` with a random agent): d=10, ER degree 3,
+#: 50 wild-type cells and 10 knockout cells with each gene a target with probability ~1/2.
+SERGIO_HELDOUT = dict(
+    d_range=(10, 10),
+    n_obs_range=(50, 50),
+    n_int_range=(10, 10),
+    p_obs_only=0.0,
+    graphs=("erdos_renyi",),
+    degrees=(3.0,),
+    target_prob_range=(0.5, 0.5),
+)
+
+
+def make_trainer(config: TrainConfig) -> Trainer:
+    """The generic :class:`Trainer` with SERGIO data for training (``config.data``) and held-out
+    evaluation (``config.eval_data``)."""
+    trainer = Trainer(replace(config, data={}, eval_data={}, eval_datasets=1))
+    trainer.config = config
+    trainer.sampler = SergioDatasetSampler(**_tuplify(config.data))
+    trainer.heldout = heldout_set(
+        SergioDatasetSampler(**_tuplify(config.eval_data)), config.eval_datasets, config.seed
+    )
+    return trainer
+
+
+def _tuplify(data: dict) -> dict:
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+
+
+#: The shipped model's size (AVICI's architecture, small enough to train on a CPU).
+MODEL = dict(dim=64, layers=2, num_heads=4, key_size=16, dropout=0.0, expects_counts=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", default="runs/avici-sergio")
+    parser.add_argument("--export", default=None, help="also write shippable weights to this .pt")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=int, default=4000)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--technical-noise", default="10x-chromium-mini")
+    parser.add_argument("--time-limit", type=float, default=None, help="seconds")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    prior = {"technical_noise": args.technical_noise}
+    config = TrainConfig(
+        out_dir=args.out,
+        seed=args.seed,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        warmup_steps=200,
+        eval_every=250,
+        eval_datasets=128,
+        time_limit_s=args.time_limit,
+        device=args.device,
+        threads=args.threads,
+        model=dict(MODEL),
+        data=dict(prior=prior),
+        eval_data=dict(SERGIO_HELDOUT, prior=prior),
+    )
+    trainer = make_trainer(config)
+    result = trainer.run(progress=not args.no_progress)
+    print(json.dumps({"step": trainer.step, "elapsed_s": round(trainer.elapsed_s, 1), **result}))
+    if args.export:
+        print(f"weights written to {trainer.model.save(args.export)}")
+
+
+if __name__ == "__main__":
+    main()
