@@ -115,6 +115,7 @@ def quality(n_datasets: int) -> None:
                 3, graph_degree=degree
             )
         _table(QUALITY_HEADER, _evaluate(_reward_models(exact), data))
+    calibration(heldout_set(LinearDatasetSampler(**CAASL_HELDOUT), n_datasets, seed=0))
     data = heldout_set(
         LinearDatasetSampler(**{**CAASL_HELDOUT, "n_int_range": (0, 0)}), n_datasets, seed=0
     )
@@ -122,6 +123,33 @@ def quality(n_datasets: int) -> None:
         f"### Held-out quality: d = 10, ER degree 3, 50 observational rows only, {n_datasets} datasets\n"
     )
     _table(QUALITY_HEADER, _evaluate({"exact, k = 3": ExactLinearGaussianPosterior(3)}, data))
+
+
+def calibration(data: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+    """Reliability of the edge probabilities: mean prediction vs edge frequency per bin."""
+    print("### Calibration on the ER degree 3 held-out datasets (off-diagonal entries)\n")
+    columns = {}
+    for k in (3, 9):
+        model = ExactLinearGaussianPosterior(k)
+        probs = torch.cat([model.edge_probs(x) for x, _ in data])
+        graph = torch.cat([g for _, g in data])
+        off = ~torch.eye(graph.shape[-1], dtype=torch.bool)
+        p, g = probs[:, off].flatten().double(), graph[:, off].flatten().double()
+        bins = (p * 10).long().clamp(max=9)
+        columns[k] = [
+            (p[bins == i].mean().item(), g[bins == i].mean().item(), int((bins == i).sum()))
+            for i in range(10)
+        ]
+    rows = []
+    for i in range(10):
+        row = [f"[{i / 10:.1f}, {(i + 1) / 10:.1f})"]
+        for k in (3, 9):
+            mean_p, freq, count = columns[k][i]
+            row += [f"{mean_p:.3f} / {freq:.3f} ({count})" if count else "—"]
+        rows.append(row)
+    _table(
+        ["bin", "k = 3: mean p / edge freq (entries)", "k = 9: mean p / edge freq (entries)"], rows
+    )
 
 
 def shift(n_datasets: int) -> None:
