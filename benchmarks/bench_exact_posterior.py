@@ -12,7 +12,8 @@ Parts (``--part``, default all):
   excluded from the target's local score (default) or kept.
 * ``discrimination``: 200 fixed environments ``caasl/LinearGaussian-v0``; mean return
   (sum of the 10 rewards) of random multi-target designs, a posterior-uncertainty heuristic and
-  observational sampling, with the exact posterior (and AVICI when registered) as reward model.
+  observational sampling (``caasl_agent.baselines``: ``random``, ``uncertainty``,
+  ``observational``), with the exact posterior (and AVICI when registered) as reward model.
 
     python benchmarks/bench_exact_posterior.py [--part timing] [--threads 1]
 """
@@ -26,6 +27,7 @@ import time
 import numpy as np
 import torch
 
+from caasl_agent.baselines import make_baseline
 from caasl_envs import CausalDesignVectorEnv, available_reward_models, load_reward_model, metrics
 from caasl_envs.reward.exact import ExactLinearGaussianPosterior
 from caasl_envs.reward.train import CAASL_HELDOUT, LinearDatasetSampler, heldout_set
@@ -168,30 +170,12 @@ def shift(n_datasets: int) -> None:
         _table(QUALITY_HEADER, _evaluate(models, data))
 
 
-def _binary_entropy(p: torch.Tensor) -> torch.Tensor:
-    p = p.double().clamp(1e-12, 1 - 1e-12)
-    return -(p * p.log() + (1 - p) * (1 - p).log())
-
-
-def heuristic_action(model, obs: dict[str, np.ndarray], gen: np.random.Generator) -> np.ndarray:
-    """Intervene on the one node whose incident edges carry the most posterior entropy,
-    with a value of ``±1`` (random sign): the posterior-uncertainty heuristic."""
-    history = torch.as_tensor(obs["history"])
-    mask = torch.as_tensor(obs["mask"]) > 0
-    with torch.inference_mode():
-        probs = model.edge_probs(history, mask)
-    h = _binary_entropy(probs)
-    node = (h.sum(1) + h.sum(2)).argmax(1).numpy()
-    b, d = probs.shape[:2]
-    action = -np.ones((b, 2 * d))
-    action[np.arange(b), node] = 1.0
-    action[:, d:] = gen.choice([-1.0, 1.0], size=(b, d))
-    return action
-
-
 def discrimination(n_envs: int) -> None:
     exact = ExactLinearGaussianPosterior()
-    models = {"exact-linear-gaussian": exact}
+    models = {
+        "exact-linear-gaussian": exact,
+        "partial-correlation": load_reward_model("partial-correlation"),
+    }
     if AVICI in available_reward_models():
         models[AVICI] = load_reward_model(AVICI)
     else:
@@ -210,26 +194,25 @@ def discrimination(n_envs: int) -> None:
             graph_degree=3.0,
             reward_model=model,
         )
-        policies = {
-            "random multi-target": lambda obs, gen: gen.uniform(-1, 1, (n_envs, 20)),
-            "uncertainty heuristic": lambda obs, gen, m=model: heuristic_action(m, obs, gen),
-            "observational": lambda obs, gen: -np.ones((n_envs, 20)),
+        agents = {
+            "random multi-target": make_baseline("random", seed=1),
+            "uncertainty heuristic": make_baseline("uncertainty", seed=1, reward_model=model),
+            "observational": make_baseline("observational", seed=1),
         }
         returns = {}
-        for policy, act in policies.items():
-            gen = np.random.default_rng(1)
-            obs, _ = env.reset(seed=1000)  # the same 200 systems and initial data for every policy
+        for design, agent in agents.items():
+            obs, _ = env.reset(seed=1000)  # the same systems and initial data for every design
             total = np.zeros(n_envs)
             for _ in range(10):
-                obs, reward, terminated, _, info = env.step(act(obs, gen))
+                obs, reward, terminated, _, info = env.step(agent.predict(obs)[0])
                 total += reward
             final = info["final_metrics"]
             se = total.std(ddof=1) / np.sqrt(n_envs)
-            returns[policy] = total
+            returns[design] = total
             rows.append(
                 [
                     name,
-                    policy,
+                    design,
                     f"{total.mean():.3f} ± {se:.3f}",
                     float(final["auroc"].mean()),
                     float(final["eshd"].mean()),
