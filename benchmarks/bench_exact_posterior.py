@@ -202,9 +202,12 @@ def discrimination(n_envs: int) -> None:
         returns = {}
         for design, agent in agents.items():
             obs, _ = env.reset(seed=1000)  # the same systems and initial data for every design
-            total = np.zeros(n_envs)
+            total, step_s = np.zeros(n_envs), 0.0
             for _ in range(10):
-                obs, reward, terminated, _, info = env.step(agent.predict(obs)[0])
+                action = agent.predict(obs)[0]
+                start = time.perf_counter()
+                obs, reward, terminated, _, info = env.step(action)
+                step_s += time.perf_counter() - start
                 total += reward
             final = info["final_metrics"]
             se = total.std(ddof=1) / np.sqrt(n_envs)
@@ -216,6 +219,7 @@ def discrimination(n_envs: int) -> None:
                     f"{total.mean():.3f} ± {se:.3f}",
                     float(final["auroc"].mean()),
                     float(final["eshd"].mean()),
+                    round(1e3 * step_s / (10 * n_envs), 2),
                 ]
             )
         heuristic = returns["uncertainty heuristic"]
@@ -232,7 +236,17 @@ def discrimination(n_envs: int) -> None:
         ranked = heuristic.mean() > random_designs.mean() > observational.mean()
         print(f"{name}: heuristic > random > observational: {'yes' if ranked else 'no'}")
     print()
-    _table(["reward model", "design", "mean return ± s.e.", "final AUROC", "final E-SHD"], rows)
+    _table(
+        [
+            "reward model",
+            "design",
+            "mean return ± s.e.",
+            "final AUROC",
+            "final E-SHD",
+            "ms per env step",
+        ],
+        rows,
+    )
 
 
 def main() -> None:
