@@ -11,7 +11,12 @@ import torch
 
 import caasl_envs
 from caasl_envs.reward.avici import AVICIModel, standardize_counts, standardize_real
-from caasl_envs.reward.official import InertStub, load_official_checkpoint, restricted_load
+from caasl_envs.reward.official import (
+    InertStub,
+    load_official_avici,
+    load_official_checkpoint,
+    restricted_load,
+)
 
 DATA = Path(__file__).parent / "data" / "avici"
 FIXTURES = {"tiny": False, "tiny-grn": True}  # name -> expects_counts
@@ -166,3 +171,34 @@ def test_standardizers_by_hand():
     np.testing.assert_allclose(out[0].numpy(), expected, atol=1e-12)
     with pytest.raises(ValueError, match="non-negative"):
         standardize_counts(-counts - 1, torch.ones(1, 3, dtype=torch.bool))
+
+
+def test_load_official_avici_through_hub_cache(tmp_path, monkeypatch):
+    """The hub path with a stand-in ``huggingface_hub`` that serves the fixture (no network)."""
+    import sys
+    import types
+
+    requested = []
+
+    def hf_hub_download(repo_id, filename, **kwargs):
+        requested.append((repo_id, filename, kwargs))
+        name, base = filename.split("/")
+        source = (
+            DATA / "tiny" / ("checkpoint_0000000.pkl" if base.startswith("checkpoint_") else base)
+        )
+        target = tmp_path / name / base
+        target.parent.mkdir(exist_ok=True)
+        target.write_bytes(source.read_bytes())
+        return str(target)
+
+    monkeypatch.setitem(
+        sys.modules, "huggingface_hub", types.SimpleNamespace(hf_hub_download=hf_hub_download)
+    )
+    model = load_official_avici("scm-v0", local_files_only=True)
+    assert {r[1] for r in requested} == {"scm-v0/kwargs.json", "scm-v0/checkpoint_0300000.pkl"}
+    assert all(r[0] == "larslorch/avici" and r[2] == {"local_files_only": True} for r in requested)
+    assert (
+        model.expects_counts is False and load_official_avici("neurips-grn").expects_counts is True
+    )
+    with pytest.raises(ValueError, match="unknown official"):
+        load_official_avici("neurips-nonlinear")
