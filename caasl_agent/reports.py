@@ -202,12 +202,18 @@ class BenchmarkResults:
         return pd.DataFrame(rows)
 
     # ------------------------------------------------------------------ tables
-    def _title(self) -> str:
+    def _title(self, models: bool = True) -> str:
         m = self.meta
-        models = sorted({s["reward_model"] for s in m["settings"]})
-        return (
-            f"suite {m['suite']} v{m['suite_version']}, seed {m['seed']}, "
-            f"{m['episodes']} episodes per setting, reward model {', '.join(models)}"
+        by_model: dict[str, list[str]] = {}
+        for s in m["settings"]:
+            by_model.setdefault(s["reward_model"], []).append(s["name"])
+        head = f"suite {m['suite']} v{m['suite_version']}, seed {m['seed']}, {m['episodes']} episodes per setting"
+        if not models:
+            return head
+        if len(by_model) == 1:
+            return f"{head}, reward model {next(iter(by_model))}"
+        return f"{head}, reward models " + "; ".join(
+            f"{model} ({', '.join(names)})" for model, names in by_model.items()
         )
 
     def _cells(self, mode: str) -> list[tuple[str, str, list[tuple[str, bool]]]]:
@@ -393,6 +399,7 @@ class BenchmarkResults:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         settings = [s["name"] for s in self.meta["settings"]]
+        model_of = {s["name"]: f"reward model {s['reward_model']}" for s in self.meta["settings"]}
         agents = list(dict.fromkeys(r.agent for r in self.runs))
         colors = {a: plt.get_cmap("tab10")(i % 10) for i, a in enumerate(agents)}
         modes = self.meta["modes"]
@@ -402,7 +409,7 @@ class BenchmarkResults:
                 cols = min(len(settings), 5)
                 rows = math.ceil(len(settings) / cols)
                 fig, axes = plt.subplots(
-                    rows, cols, figsize=(3.4 * cols + 1.6, 2.8 * rows + 0.4), squeeze=False
+                    rows, cols, figsize=(3.4 * cols + 1.6, 3.0 * rows + 0.4), squeeze=False
                 )
                 for ax, setting in zip(axes.flat, settings):
                     for run in self.runs:
@@ -417,7 +424,7 @@ class BenchmarkResults:
                         ax.fill_between(
                             x, mean - sem, mean + sem, color=colors[run.agent], alpha=0.2
                         )
-                    ax.set_title(setting, fontsize=9)
+                    ax.set_title(f"{setting}\n{model_of[setting]}", fontsize=9)
                     ax.set_xlabel("experiments", fontsize=8)
                     ax.set_ylabel(_SHORT[metric], fontsize=8)
                     ax.tick_params(labelsize=7)
@@ -426,7 +433,9 @@ class BenchmarkResults:
                     ax.axis("off")
                 handles, labels = axes.flat[0].get_legend_handles_labels()
                 fig.legend(handles, labels, loc="center right", fontsize=8, frameon=False)
-                fig.suptitle(f"{_SHORT[metric]}, {mode} policies\n{self._title()}", fontsize=9)
+                fig.suptitle(
+                    f"{_SHORT[metric]}, {mode} policies — {self._title(models=False)}", fontsize=10
+                )
                 fig.tight_layout(rect=(0, 0, 1 - 1.6 / fig.get_figwidth(), 1))
                 name = metric if len(modes) == 1 else f"{metric}-{mode}"
                 path = folder / f"{name}.png"
