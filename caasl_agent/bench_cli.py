@@ -139,11 +139,11 @@ def add_demo_parser(subparsers) -> None:
         "demo", help="a quick benchmark of the baselines on the default environment"
     )
     p.add_argument("--env", default="caasl/LinearGaussian-v0")
-    p.add_argument("--episodes", type=int, default=20)
+    p.add_argument("--episodes", type=int, default=50)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--reward-model", default=None, help="registered reward-model name (default: the env's)"
     )
-    p.add_argument("--threads", type=int, default=2, help="torch threads")
+    p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument("--out", default="results/demo")
     p.set_defaults(func=_demo)
