@@ -104,7 +104,13 @@ def test_cli_trains_exports_and_loads(tmp_path):
     assert not model.training
     probs = model.edge_probs(torch.randn(2, 7, 5, 2).clamp(0, 1))
     assert probs.shape == (2, 5, 5)
-    main(
-        ["--out", str(tmp_path / "run"), "--resume", "--no-progress"]
-    )  # already done: no more steps
+    run = str(tmp_path / "run")
+    main(["--out", run, "--resume", "--no-progress"])  # already done: no more steps
     assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["step"] == 2
+    main(["--out", run, "--resume", "--steps", "3", "--no-progress"])  # extend the schedule
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert (
+        state["step"] == 3
+        and state["config"]["steps"] == 3
+        and state["config"]["model"]["dim"] == 8
+    )

@@ -397,7 +397,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     parser.add_argument("--export", default=None, help="also write shippable weights to this .pt")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--steps", type=int, default=20_000)
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="total steps (default 20000; with --resume: extend the schedule)",
+    )
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--weight-decay", type=float, default=1e-2)
@@ -438,7 +443,7 @@ def main(argv: list[str] | None = None) -> None:
     config = TrainConfig(
         out_dir=args.out,
         seed=args.seed,
-        steps=args.steps,
+        steps=20_000 if args.steps is None else args.steps,
         batch_size=args.batch_size,
         lr=args.lr,
         weight_decay=args.weight_decay,
@@ -473,6 +478,7 @@ def main(argv: list[str] | None = None) -> None:
         config = TrainConfig(
             **{
                 **saved,
+                "steps": saved["steps"] if args.steps is None else args.steps,
                 "time_limit_s": args.time_limit,
                 "device": args.device,
                 "threads": args.threads,
