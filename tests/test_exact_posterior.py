@@ -152,7 +152,13 @@ def test_bge_local_scores_match_reference(exclude):
 
 @pytest.mark.parametrize(
     ("d", "k", "graph_degree", "intervened_rows"),
-    [(3, 2, 1.0, "exclude"), (4, 3, 1.5, "exclude"), (4, 2, None, "keep"), (5, 2, 2.0, "exclude")],
+    [
+        (2, 1, 0.4, "exclude"),
+        (3, 2, 1.0, "exclude"),
+        (4, 3, 1.5, "exclude"),
+        (4, 2, None, "keep"),
+        (5, 2, 2.0, "exclude"),
+    ],
 )
 def test_edge_marginals_match_brute_force_enumeration(d, k, graph_degree, intervened_rows):
     x = _history(d, 16, seed=10 + d, n_intervened=6)
