@@ -202,3 +202,17 @@ def test_load_official_avici_through_hub_cache(tmp_path, monkeypatch):
     )
     with pytest.raises(ValueError, match="unknown official"):
         load_official_avici("neurips-nonlinear")
+
+
+def test_shipped_linear_model_loads():
+    assert "avici-linear-v0" in caasl_envs.available_reward_models()
+    model = caasl_envs.load_reward_model("avici-linear-v0")
+    assert isinstance(model, AVICIModel) and not model.training and model.expects_counts is False
+    assert all(p.device.type == "cpu" for p in model.parameters())
+    weights = Path(caasl_envs.reward.WEIGHTS_DIR)
+    assert (weights / "avici-linear-v0.pt").stat().st_size < 5e6 and (
+        weights / "avici-linear-v0.md"
+    ).is_file()
+    x = torch.stack([torch.randn(2, 60, 10), torch.zeros(2, 60, 10)], -1)
+    probs = model.edge_probs(x)
+    assert probs.shape == (2, 10, 10) and torch.all(probs.diagonal(dim1=-2, dim2=-1) == 0)

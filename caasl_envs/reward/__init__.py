@@ -1,8 +1,7 @@
 """Reward models: the :class:`RewardModel` protocol, shipped models and a name registry.
 
 ``load_reward_model(name_or_path)`` accepts a registered name (see
-:func:`available_reward_models`) or, once the AVICI importer is present, a folder holding an
-official AVICI checkpoint.
+:func:`available_reward_models`) or a folder holding an official AVICI checkpoint.
 """
 
 from __future__ import annotations
@@ -10,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from caasl_envs.reward.avici import AVICIModel
 from caasl_envs.reward.base import (
     ConstantRewardModel,
     PartialCorrelationRewardModel,
@@ -17,6 +17,10 @@ from caasl_envs.reward.base import (
     check_history,
 )
 from caasl_envs.reward.exact import ExactLinearGaussianPosterior
+from caasl_envs.reward.official import load_official_avici, load_official_checkpoint
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+"""Shipped reward-model weights (``<name>.pt``) and their model cards (``<name>.md``)."""
 
 _REGISTRY: dict[str, Callable[..., RewardModel]] = {}
 
@@ -37,8 +41,6 @@ def load_reward_model(name: str | Path, **kwargs) -> RewardModel:
     if key in _REGISTRY:
         return _REGISTRY[key](**kwargs)
     if Path(key).is_dir():
-        from caasl_envs.reward.official import load_official_checkpoint
-
         return load_official_checkpoint(key, **kwargs)
     raise ValueError(
         f"unknown reward model {key!r}: not a registered name ({', '.join(available_reward_models())}) "
@@ -50,13 +52,27 @@ register_reward_model("constant-prior", ConstantRewardModel)
 register_reward_model("partial-correlation", PartialCorrelationRewardModel)
 register_reward_model("exact-linear-gaussian", ExactLinearGaussianPosterior)
 
+
+def _shipped_avici(name: str) -> Callable[..., RewardModel]:
+    def load(device: str = "cpu") -> RewardModel:
+        return AVICIModel.load(WEIGHTS_DIR / f"{name}.pt", device=device)
+
+    return load
+
+
+# AVICI trained on the linear-Gaussian environments' prior (model card: weights/avici-linear-v0.md)
+register_reward_model("avici-linear-v0", _shipped_avici("avici-linear-v0"))
+
 __all__ = [
+    "AVICIModel",
     "ConstantRewardModel",
     "ExactLinearGaussianPosterior",
     "PartialCorrelationRewardModel",
     "RewardModel",
     "available_reward_models",
     "check_history",
+    "load_official_avici",
+    "load_official_checkpoint",
     "load_reward_model",
     "register_reward_model",
 ]
