@@ -43,7 +43,7 @@ INTERVENED_ROWS = ("exclude", "keep")
 
 @dataclass(frozen=True)
 class _SubsetIndex:
-    """Bitmask bookkeeping of the order DP over ``d`` variables (cached, CPU).
+    """Bitmask bookkeeping of the order DP over ``d`` variables (cached per device).
 
     The tables of variable ``j`` are indexed by subsets of the other ``d - 1`` variables,
     "compressed" to ``d - 1`` bits (bit ``j`` removed), which halves their size.
@@ -64,7 +64,7 @@ class _SubsetIndex:
 
 
 @functools.lru_cache(maxsize=32)
-def _subset_index(d: int) -> _SubsetIndex:
+def _subset_index(d: int, device: torch.device) -> _SubsetIndex:
     masks = torch.arange(1 << d)
     var = torch.arange(d).unsqueeze(1)
     low = (1 << var) - 1
@@ -84,7 +84,8 @@ def _subset_index(d: int) -> _SubsetIndex:
         layers.append(
             (sets, flipped.flatten(), inside[sets].T.contiguous(), without.flatten(), own.flatten())
         )
-    return _SubsetIndex(expand, compress, layers)
+    layers = [tuple(a.to(device) for a in layer) for layer in layers]
+    return _SubsetIndex(expand.to(device), compress.to(device), layers)
 
 
 def _subset_sum_(t: torch.Tensor, bits: int, upward: bool) -> torch.Tensor:
@@ -114,10 +115,9 @@ def order_dp_edge_marginals(
     dev, dt = log_beta.device, log_beta.dtype
     full = (1 << d) - 1
     ninf = torch.tensor(-math.inf, dtype=dt, device=dev)
-    index = _subset_index(d)
+    index = _subset_index(d, dev)
     var = torch.arange(d, device=dev)
-    compress = index.compress.to(dev)
-    expand = index.expand.to(dev)
+    compress, expand = index.compress, index.expand
     set_pos = compress[var.unsqueeze(1), sets.bits.to(dev)]  # (d, P) compressed parent sets
 
     # alpha[j, U] = log sum_{Pa ⊆ U} beta_j(Pa): the weight of j placed right after the set U.
@@ -130,7 +130,7 @@ def order_dp_edge_marginals(
     backward = torch.full((b, 1 << d), -math.inf, dtype=dt, device=dev)
     forward[:, 0] = 0.0
     backward[:, full] = 0.0
-    layers = [tuple(a.to(dev) for a in layer) for layer in index.layers]
+    layers = index.layers
     flat_alpha = alpha.view(b, -1)
     for sets_s, flipped, inside, without, _ in layers[1:]:
         # (B, d, C): j placed last in S
