@@ -30,9 +30,8 @@ def real_reward_model(name: str):
     from caasl_envs.reward.avici import AVICIModel
 
     # Forward cost does not depend on the weights: an untrained model of the shipped size times the same.
-    return AVICIModel(
-        dim=64, layers=2, num_heads=4, key_size=16
-    ).eval(), f"{name} (untrained stand-in)"
+    model = AVICIModel(dim=32, layers=2, num_heads=4, key_size=8).eval()
+    return model, f"{name}-sized AVICI, untrained"
 
 
 def steps_per_second(make_and_run, min_seconds: float) -> float:
