@@ -327,8 +327,7 @@ def test_two_runs_are_byte_identical(tmp_path):
             seed=seed,
             reward_model="partial-correlation",
             progress=False,
-            out=out,
-        )
+        ).save(out, plots=False)
 
     run(tmp_path / "a")
     run(tmp_path / "b")
