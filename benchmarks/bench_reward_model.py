@@ -71,12 +71,21 @@ def _model(name: str) -> AVICIModel:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="avici-linear-v0")
+    parser.add_argument(
+        "--random",
+        default=None,
+        help="time a random model of this size instead: DIM,LAYERS,HEADS,KEY_SIZE",
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model = _model(args.model)
+    if args.random:
+        dim, layers, heads, key_size = (int(v) for v in args.random.split(","))
+        model = AVICIModel(dim=dim, layers=layers, num_heads=heads, key_size=key_size).eval()
+    else:
+        model = _model(args.model)
     cfg = model.config
     n_params = sum(p.numel() for p in model.parameters())
     bare = BareTransformerStack(
