@@ -13,7 +13,7 @@ Parts (``--part``, default all):
 * ``discrimination``: 200 fixed environments ``caasl/LinearGaussian-v0``; mean return
   (sum of the 10 rewards) of random multi-target designs, a posterior-uncertainty heuristic and
   observational sampling (``caasl_agent.baselines``: ``random``, ``uncertainty``,
-  ``observational``), with the exact posterior (and AVICI when registered) as reward model.
+  ``observational``; also ``random-single``), with the exact posterior (and AVICI when registered) as reward model.
 
     python benchmarks/bench_exact_posterior.py [--part timing] [--threads 1]
 """
@@ -198,6 +198,8 @@ def discrimination(n_envs: int) -> None:
             "random multi-target": make_baseline("random", seed=1),
             "uncertainty heuristic": make_baseline("uncertainty", seed=1, reward_model=model),
             "observational": make_baseline("observational", seed=1),
+            # one random target per step: separates "which target" from "how many targets"
+            "random single-target": make_baseline("random-single", seed=1),
         }
         returns = {}
         for design, agent in agents.items():
