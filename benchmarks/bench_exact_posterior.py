@@ -13,7 +13,8 @@ Parts (``--part``, default all):
 * ``discrimination``: 200 fixed environments ``caasl/LinearGaussian-v0``; mean return
   (sum of the 10 rewards) of random multi-target designs, a posterior-uncertainty heuristic and
   observational sampling (``caasl_agent.baselines``: ``random``, ``uncertainty``,
-  ``observational``; also ``random-single``), with the exact posterior (and AVICI when registered) as reward model.
+  ``observational``; also ``random-single``), with the exact posterior (and AVICI when
+  registered) as reward model.
 
     python benchmarks/bench_exact_posterior.py [--part timing] [--threads 1]
 """
