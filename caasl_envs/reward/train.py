@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from caasl_envs import metrics
+from caasl_envs.core import resolve_device
 from caasl_envs.reward.avici import AVICIModel
 from caasl_envs.rng import BatchedRNG
 from caasl_envs.scm import LinearSCMPrior
@@ -181,13 +182,6 @@ class TrainConfig:
     )
     data: dict = field(default_factory=dict)
     eval_data: dict = field(default_factory=lambda: dict(CAASL_HELDOUT))
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"``: CUDA when available, else CPU."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def spectral_radius(probs: torch.Tensor, iters: int = 10) -> torch.Tensor:
