@@ -1,1 +1,7 @@
 """caasl_agent: the CAASL agent on Stable-Baselines3, baselines and the benchmark harness."""
+
+from caasl_agent.networks import CAASLEncoder, CAASLFeaturesExtractor
+from caasl_agent.policy import CAASLPolicy
+from caasl_agent.redq import CAASL
+
+__all__ = ["CAASL", "CAASLEncoder", "CAASLFeaturesExtractor", "CAASLPolicy"]

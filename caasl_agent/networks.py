@@ -1,0 +1,252 @@
+"""The alternating-attention history encoder and its Stable-Baselines3 features extractor.
+
+A history is a padded batch of experiments: ``history`` of shape ``(B, N, d, 2)`` (channel 0 the
+measured value, channel 1 the intervened-on flag) and ``mask`` of shape ``(B, N)``, 1 for valid
+rows (valid rows first, padded rows zero). :class:`CAASLEncoder` maps it to one embedding per
+variable, ``(B, d, D)``:
+
+* permutation-equivariant in the variables (no positional information over variables),
+* invariant to the order of the samples (no positional information over samples, max-pool),
+* independent of the padding: padded rows are key-padded in the attention over samples and
+  excluded from the max-pool, so neither their content nor their number changes the output
+  (fix of defect 7 of the original code, DESIGN.md §6).
+
+Nothing in the weights depends on ``d`` or ``N``: one encoder acts on histories of any size.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import gymnasium as gym
+import torch
+import torch.nn.functional as F
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from torch import nn
+
+Standardization = Literal["none", "zscore", "counts"]
+STANDARDIZATIONS = ("none", "zscore", "counts")
+
+
+def check_history_batch(history: torch.Tensor, mask: torch.Tensor) -> None:
+    """Raise a ``ValueError`` naming the problem unless ``history`` is ``(B, N, d, 2)`` and ``mask`` ``(B, N)``."""
+    if history.ndim != 4 or history.shape[-1] != 2:
+        raise ValueError(f"history must have shape (B, N, d, 2), got {tuple(history.shape)}")
+    if mask.shape != history.shape[:2]:
+        raise ValueError(
+            f"mask must have shape (B, N) = {tuple(history.shape[:2])}, got {tuple(mask.shape)}"
+        )
+
+
+def valid_rows(mask: torch.Tensor) -> torch.Tensor:
+    """Boolean ``(B, N)`` validity; a history with no valid row counts all its rows as valid.
+
+    Observations of our environments always hold ``n0 >= 1`` valid rows; the fallback only keeps
+    shape probes with all-zero observations (SB3 does those) finite instead of NaN.
+    """
+    valid = mask > 0.5
+    return valid | ~valid.any(dim=1, keepdim=True)
+
+
+def standardize_history(
+    history: torch.Tensor, valid: torch.Tensor, mode: Standardization
+) -> torch.Tensor:
+    """Standardise channel 0 of ``history (B, N, d, 2)`` using the valid rows ``(B, N)`` only.
+
+    ``"none"`` returns the input. ``"zscore"``: per variable, subtract the mean and divide by the
+    population std (1 where it is 0). ``"counts"`` (gene-expression counts, as AVICI does): counts
+    per million ``x / rowsum * 1e6``, zeros (and 0/0) become missing, ``log2``, then subtract the
+    minimum and divide by the std (ddof 0) over all non-missing valid entries of each history,
+    missing entries become 0. Channel 1 (intervened flag) is never changed.
+    """
+    if mode == "none":
+        return history
+    if mode not in STANDARDIZATIONS:
+        raise ValueError(f"standardization must be one of {STANDARDIZATIONS}, got {mode!r}")
+    x, flag = history[..., 0], history[..., 1]
+    rows = valid.unsqueeze(-1).to(x.dtype)  # (B, N, 1)
+    if mode == "zscore":
+        count = rows.sum(dim=1, keepdim=True)
+        mean = (x * rows).sum(dim=1, keepdim=True) / count
+        var = (((x - mean) * rows) ** 2).sum(dim=1, keepdim=True) / count
+        std = var.sqrt()
+        std = torch.where(std > 0, std, torch.ones_like(std))
+        return torch.stack([(x - mean) / std * rows, flag], dim=-1)
+    row_sum = x.sum(dim=-1, keepdim=True)
+    present = (x > 0) & (row_sum > 0) & (rows > 0)  # (B, N, d)
+    safe_x = torch.where(present, x, torch.ones_like(x))
+    safe_sum = torch.where(row_sum > 0, row_sum, torch.ones_like(row_sum))
+    logcpm = torch.log2(safe_x / safe_sum * 1e6)
+    weight = present.to(x.dtype)
+    count = weight.sum(dim=(1, 2), keepdim=True).clamp_min(1.0)
+    big = torch.finfo(x.dtype).max
+    low = torch.where(present, logcpm, torch.full_like(logcpm, big)).amin(dim=(1, 2), keepdim=True)
+    mean = (logcpm * weight).sum(dim=(1, 2), keepdim=True) / count
+    std = ((((logcpm - mean) * weight) ** 2).sum(dim=(1, 2), keepdim=True) / count).sqrt()
+    std = torch.where(std > 0, std, torch.ones_like(std))
+    scaled = torch.where(present, (logcpm - low) / std, torch.zeros_like(logcpm))
+    return torch.stack([scaled, flag], dim=-1)
+
+
+class PreNormAttentionBlock(nn.Module):
+    """Pre-norm transformer layer: ``x + MHA(LN(x))`` then ``x + FF(LN(x))`` (ReLU).
+
+    Written out (rather than ``nn.TransformerEncoderLayer``) because the latter's inference
+    fast path with a key-padding mask runs a masked-softmax kernel that is ~10x slower on CPU.
+
+    :param dim: token width; :param n_heads: heads (must divide ``dim``);
+    :param ff_dim: feed-forward width; :param dropout: dropout on attention and residual branches.
+    """
+
+    def __init__(self, dim: int, n_heads: int, ff_dim: int, dropout: float):
+        super().__init__()
+        self.n_heads = n_heads
+        self.dropout = dropout
+        self.attention_norm = nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.attention_out = nn.Linear(dim, dim)
+        self.feedforward_norm = nn.LayerNorm(dim)
+        self.feedforward = nn.Sequential(
+            nn.Linear(dim, ff_dim), nn.ReLU(), nn.Dropout(dropout), nn.Linear(ff_dim, dim)
+        )
+        self.residual_dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, key_valid: torch.Tensor | None = None) -> torch.Tensor:
+        """``x (S, L, dim)``; ``key_valid (S, L)`` bool, keys each sequence may attend to."""
+        s, length, dim = x.shape
+        q, k, v = (
+            self.qkv(self.attention_norm(x))
+            .view(s, length, 3, self.n_heads, -1)
+            .permute(2, 0, 3, 1, 4)
+        )
+        mask = None if key_valid is None else key_valid[:, None, None, :]
+        attended = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
+        )
+        x = x + self.residual_dropout(
+            self.attention_out(attended.transpose(1, 2).reshape(s, length, dim))
+        )
+        return x + self.residual_dropout(self.feedforward(self.feedforward_norm(x)))
+
+
+class CAASLEncoder(nn.Module):
+    """Alternating self-attention over variables and samples, max-pooled over valid samples.
+
+    Linear ``2 -> embed_dim`` embedding, then ``n_layers`` pairs of pre-norm transformer layers
+    (attention over the ``d`` variables of each sample, then over the ``N`` samples of each
+    variable with the padded rows as key padding), a final LayerNorm and a max over the valid
+    samples. DESIGN.md §4: ``embed_dim=32, n_layers=4, n_heads=8, ff_dim=128, dropout=0.1``.
+
+    :param embed_dim: width ``D`` of the token embeddings and of the output.
+    :param n_layers: number of (variable-attention, sample-attention) layer pairs.
+    :param n_heads: attention heads; must divide ``embed_dim``.
+    :param ff_dim: hidden width of each feed-forward block.
+    :param dropout: dropout inside the transformer layers (off in ``eval()`` mode).
+    :param standardization: ``"none"``, ``"zscore"`` or ``"counts"`` (see :func:`standardize_history`).
+    """
+
+    def __init__(
+        self,
+        embed_dim: int = 32,
+        n_layers: int = 4,
+        n_heads: int = 8,
+        ff_dim: int = 128,
+        dropout: float = 0.1,
+        standardization: Standardization = "none",
+    ):
+        super().__init__()
+        if embed_dim % n_heads != 0:
+            raise ValueError(f"n_heads={n_heads} must divide embed_dim={embed_dim}")
+        if standardization not in STANDARDIZATIONS:
+            raise ValueError(
+                f"standardization must be one of {STANDARDIZATIONS}, got {standardization!r}"
+            )
+        self.embed_dim = embed_dim
+        self.standardization = standardization
+        self.embedding = nn.Linear(2, embed_dim)
+
+        self.variable_layers = nn.ModuleList(
+            PreNormAttentionBlock(embed_dim, n_heads, ff_dim, dropout) for _ in range(n_layers)
+        )
+        self.sample_layers = nn.ModuleList(
+            PreNormAttentionBlock(embed_dim, n_heads, ff_dim, dropout) for _ in range(n_layers)
+        )
+        self.final_norm = nn.LayerNorm(embed_dim)
+
+    def forward(self, history: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``history (B, N, d, 2)``, ``mask (B, N)`` -> per-variable embeddings ``(B, d, D)``."""
+        check_history_batch(history, mask)
+        b, n, d, _ = history.shape
+        valid = valid_rows(mask)
+        x = self.embedding(standardize_history(history, valid, self.standardization))
+        # keys each variable's sequence of samples may attend to: (B * d, N); None if all valid
+        sample_keys = None if bool(valid.all()) else valid.repeat_interleave(d, dim=0)
+        for over_variables, over_samples in zip(self.variable_layers, self.sample_layers):
+            x = over_variables(x.reshape(b * n, d, -1)).reshape(b, n, d, -1)
+            x = x.transpose(1, 2).reshape(b * d, n, -1)
+            x = over_samples(x, sample_keys)
+            x = x.reshape(b, d, n, -1).transpose(1, 2)
+        x = self.final_norm(x)
+        x = x.masked_fill(~valid[:, :, None, None], -math.inf)
+        return x.amax(dim=1)
+
+
+class CAASLFeaturesExtractor(BaseFeaturesExtractor):
+    """:class:`CAASLEncoder` as an SB3 features extractor for stock agents (SAC, PPO, TD3, ...).
+
+    Stock policies need a flat vector of fixed size. ``variable_pooling="flatten"`` concatenates
+    the ``d`` per-variable embeddings (``d * D`` features; keeps which variable is which, so an
+    MLP head can pick intervention targets, but ties the agent to the training ``d``);
+    ``"mean-max"`` concatenates the mean and the max over variables (``2 D`` features,
+    independent of ``d`` but blind to variable identity).
+
+    :param observation_space: the env's Dict space with ``"history" (N, d, 2)`` and ``"mask" (N,)``.
+    :param variable_pooling: ``"flatten"`` or ``"mean-max"``.
+    :param encoder_kwargs: keyword arguments of :class:`CAASLEncoder`.
+    """
+
+    def __init__(
+        self,
+        observation_space: gym.spaces.Dict,
+        variable_pooling: Literal["flatten", "mean-max"] = "flatten",
+        **encoder_kwargs,
+    ):
+        d = history_space_dims(observation_space)[1]
+        encoder = CAASLEncoder(**encoder_kwargs)
+        if variable_pooling == "flatten":
+            features_dim = d * encoder.embed_dim
+        elif variable_pooling == "mean-max":
+            features_dim = 2 * encoder.embed_dim
+        else:
+            raise ValueError(
+                f"variable_pooling must be 'flatten' or 'mean-max', got {variable_pooling!r}"
+            )
+        super().__init__(observation_space, features_dim)
+        self.encoder = encoder
+        self.variable_pooling = variable_pooling
+
+    def forward(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Dict of ``history (B, N, d, 2)`` and ``mask (B, N)`` -> ``(B, features_dim)``."""
+        z = self.encoder(observations["history"], observations["mask"])
+        if self.variable_pooling == "flatten":
+            return z.flatten(1)
+        return torch.cat([z.mean(dim=1), z.amax(dim=1)], dim=-1)
+
+
+def history_space_dims(observation_space: gym.spaces.Space) -> tuple[int, int]:
+    """``(N, d)`` of a causal-design observation space; ``ValueError`` if it is not one."""
+    if not isinstance(observation_space, gym.spaces.Dict) or set(observation_space.spaces) != {
+        "history",
+        "mask",
+    }:
+        raise ValueError(
+            f"expected a Dict observation space with keys 'history' and 'mask', got {observation_space}"
+        )
+    shape = observation_space["history"].shape
+    if len(shape) != 3 or shape[-1] != 2 or observation_space["mask"].shape != shape[:1]:
+        raise ValueError(
+            "expected 'history' of shape (N, d, 2) and 'mask' of shape (N,), got "
+            f"{shape} and {observation_space['mask'].shape}"
+        )
+    return shape[0], shape[1]

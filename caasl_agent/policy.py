@@ -1,0 +1,343 @@
+"""CAASLPolicy: an equivariant Tanh-Gaussian actor and an ensemble of per-variable critics.
+
+Actions follow the environment layout ``[targets_0..d-1, values_0..d-1]`` (``a = 2`` entries per
+variable) or ``[targets_0..d-1]`` (``a = 1``, target-only spaces such as SERGIO knockouts).
+Internally every network works per variable: the action of variable ``j`` is
+``(target_j, value_j)`` and is produced from, or paired with, variable ``j``'s embedding.
+The original code paired the critic's action entries ``(2j, 2j+1)`` with variable ``j``, mixing
+targets and values of different variables (defect 1, DESIGN.md §6); here the pairing follows the
+layout above. No weight depends on ``d``: the same policy acts on histories of any size, and
+permuting the variables of an observation permutes the action the same way.
+
+Reference: Annadani et al., "Amortized Active Causal Induction with Deep Reinforcement
+Learning" (CAASL), NeurIPS 2024; DESIGN.md §4 for the sizes.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from stable_baselines3.common.distributions import SquashedDiagGaussianDistribution
+from stable_baselines3.common.policies import BaseModel, BasePolicy
+from stable_baselines3.common.torch_layers import create_mlp
+from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
+from stable_baselines3.sac.policies import SACPolicy
+from torch import nn
+
+from caasl_agent.networks import CAASLEncoder, history_space_dims
+
+DEFAULT_ACTOR_ENCODER = dict(embed_dim=32, n_layers=4, n_heads=8, ff_dim=128, dropout=0.1)
+DEFAULT_CRITIC_ENCODER = dict(embed_dim=32, n_layers=4, n_heads=8, ff_dim=64, dropout=0.0)
+
+
+def action_entries_per_variable(observation_space: spaces.Space, action_space: spaces.Space) -> int:
+    """``a`` in ``action_space = Box(-1, 1, (a * d,))``: 2 for (target, value), 1 for target only."""
+    _, d = history_space_dims(observation_space)
+    if not isinstance(action_space, spaces.Box) or len(action_space.shape) != 1:
+        raise ValueError(f"expected a 1-D Box action space, got {action_space}")
+    if not (np.all(action_space.low == -1.0) and np.all(action_space.high == 1.0)):
+        raise ValueError("CAASLPolicy needs the action space Box(-1, 1): got other bounds")
+    size = action_space.shape[0]
+    if size not in (d, 2 * d):
+        raise ValueError(
+            f"action size {size} is neither d={d} (targets) nor 2d={2 * d} (targets, values)"
+        )
+    return size // d
+
+
+def per_variable_actions(actions: torch.Tensor, d: int) -> torch.Tensor:
+    """Env layout ``(B, a * d)`` -> per-variable ``(B, d, a)``: row ``j`` is ``(target_j, value_j)``."""
+    if actions.ndim != 2 or actions.shape[1] % d != 0:
+        raise ValueError(
+            f"actions must have shape (B, a * d) with d={d}, got {tuple(actions.shape)}"
+        )
+    return actions.reshape(actions.shape[0], -1, d).transpose(1, 2)
+
+
+def env_layout_actions(per_variable: torch.Tensor) -> torch.Tensor:
+    """Per-variable ``(B, d, a)`` -> env layout ``(B, a * d)`` = ``[targets..., values...]``."""
+    return per_variable.transpose(1, 2).flatten(1)
+
+
+class EquivariantActor(BasePolicy):
+    """Tanh-Gaussian actor: encoder -> shared per-variable MLP -> mean and log-std of ``a`` entries.
+
+    :param observation_space: causal-design Dict observation space (any d works at run time).
+    :param action_space: ``Box(-1, 1, (a * d,))``.
+    :param encoder_kwargs: keyword arguments of :class:`CAASLEncoder`.
+    :param net_arch: hidden sizes of the per-variable head.
+    :param activation_fn: activation of the head.
+    :param log_std_bounds: clamp of the log-std (DESIGN.md §4: ``(-20, 0)``).
+    :param log_std_init: initial log-std (bias of the log-std output): ``log(sqrt(1/3))``.
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Dict,
+        action_space: spaces.Box,
+        encoder_kwargs: dict[str, Any],
+        net_arch: list[int],
+        activation_fn: type[nn.Module] = nn.ReLU,
+        log_std_bounds: tuple[float, float] = (-20.0, 0.0),
+        log_std_init: float = math.log(math.sqrt(1.0 / 3.0)),
+    ):
+        super().__init__(observation_space, action_space, squash_output=True)
+        self.entries = action_entries_per_variable(observation_space, action_space)
+        self.log_std_bounds = log_std_bounds
+        self.encoder = CAASLEncoder(**encoder_kwargs)
+        self.head = nn.Sequential(*create_mlp(self.encoder.embed_dim, -1, net_arch, activation_fn))
+        width = net_arch[-1] if net_arch else self.encoder.embed_dim
+        self.mu = nn.Linear(width, self.entries)
+        self.log_std = nn.Linear(width, self.entries)
+        nn.init.zeros_(self.log_std.weight)
+        nn.init.constant_(self.log_std.bias, log_std_init)
+        # the action size of the distribution is only used to build layers, which we do not use
+        self.action_dist = SquashedDiagGaussianDistribution(self.entries)
+
+    def get_action_dist_params(self, obs: PyTorchObs) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        """Mean and clamped log-std, both ``(B, a * d)`` in env layout (pre-tanh)."""
+        latent = self.head(self.encoder(obs["history"], obs["mask"]))  # (B, d, H)
+        log_std = self.log_std(latent).clamp(*self.log_std_bounds)
+        return env_layout_actions(self.mu(latent)), env_layout_actions(log_std), {}
+
+    def forward(self, obs: PyTorchObs, deterministic: bool = False) -> torch.Tensor:
+        mean, log_std, _ = self.get_action_dist_params(obs)
+        return self.action_dist.actions_from_params(mean, log_std, deterministic=deterministic)
+
+    def action_log_prob(self, obs: PyTorchObs) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sampled actions ``(B, a * d)`` and their log-probabilities ``(B,)``."""
+        mean, log_std, _ = self.get_action_dist_params(obs)
+        return self.action_dist.log_prob_from_params(mean, log_std)
+
+    def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> torch.Tensor:
+        return self(observation, deterministic)
+
+
+class VariableQNetwork(nn.Module):
+    """One critic: own encoder, ``(embedding_j, target_j, value_j)`` -> MLP -> sum over ``j``."""
+
+    def __init__(
+        self,
+        encoder_kwargs: dict[str, Any],
+        entries: int,
+        net_arch: list[int],
+        activation_fn: type[nn.Module],
+    ):
+        super().__init__()
+        self.encoder = CAASLEncoder(**encoder_kwargs)
+        self.head = nn.Sequential(
+            *create_mlp(self.encoder.embed_dim + entries, 1, net_arch, activation_fn)
+        )
+
+    def embed(self, obs: PyTorchObs) -> torch.Tensor:
+        """Per-variable embeddings ``(B, d, D)``; they do not depend on the action."""
+        return self.encoder(obs["history"], obs["mask"])
+
+    def q_from_embeddings(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """``z (B, d, D)``, ``actions (B, a * d)`` -> ``Q (B, 1)``."""
+        per_variable = per_variable_actions(actions, z.shape[1])
+        return self.head(torch.cat([z, per_variable], dim=-1)).sum(dim=1)
+
+    def forward(self, obs: PyTorchObs, actions: torch.Tensor) -> torch.Tensor:
+        """``obs`` Dict, ``actions (B, a * d)`` -> ``Q (B, 1)``."""
+        return self.q_from_embeddings(self.embed(obs), actions)
+
+
+class EnsembleCritic(BaseModel):
+    """``n_critics`` independent :class:`VariableQNetwork` (REDQ ensemble; 2 is clipped double Q)."""
+
+    def __init__(
+        self,
+        observation_space: spaces.Dict,
+        action_space: spaces.Box,
+        encoder_kwargs: dict[str, Any],
+        net_arch: list[int],
+        activation_fn: type[nn.Module] = nn.ReLU,
+        n_critics: int = 2,
+    ):
+        super().__init__(observation_space, action_space)
+        if n_critics < 1:
+            raise ValueError(f"n_critics must be >= 1, got {n_critics}")
+        entries = action_entries_per_variable(observation_space, action_space)
+        self.n_critics = n_critics
+        self.q_networks = nn.ModuleList(
+            VariableQNetwork(encoder_kwargs, entries, net_arch, activation_fn)
+            for _ in range(n_critics)
+        )
+
+    def forward(self, obs: PyTorchObs, actions: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """One ``(B, 1)`` Q-value per ensemble member."""
+        return tuple(q(obs, actions) for q in self.q_networks)
+
+    def subset(self, obs: PyTorchObs, actions: torch.Tensor, members: list[int]) -> torch.Tensor:
+        """Q-values of the chosen members, stacked ``(B, len(members))``."""
+        return torch.cat([self.q_networks[i](obs, actions) for i in members], dim=1)
+
+    def action_gradient_q(self, obs: PyTorchObs, actions: torch.Tensor) -> torch.Tensor:
+        """All members' Q-values ``(B, n_critics)`` with gradients to ``actions`` only.
+
+        For the actor loss: the encoders see no action, so they run without autograd, which
+        gives the same actor gradient as a full forward at a fraction of the cost.
+        """
+        with torch.no_grad():
+            embeddings = [q.embed(obs) for q in self.q_networks]
+        return torch.cat(
+            [q.q_from_embeddings(z, actions) for q, z in zip(self.q_networks, embeddings)], dim=1
+        )
+
+
+class CAASLPolicy(SACPolicy):
+    """SAC policy for causal design: :class:`EquivariantActor` and :class:`EnsembleCritic`.
+
+    Works on observations of any ``d`` (and any number of rows ``N``): :meth:`predict` accepts
+    a Dict ``{"history": (N, d, 2) or (B, N, d, 2), "mask": (N,) or (B, N)}`` whatever the ``d``
+    of the training env, and returns actions ``(a * d,)`` or ``(B, a * d)``.
+
+    :param observation_space: causal-design Dict observation space.
+    :param action_space: ``Box(-1, 1, (a * d,))`` with ``a`` 2 (targets, values) or 1 (targets).
+    :param lr_schedule: learning-rate schedule of both optimizers (:class:`~caasl_agent.CAASL`
+        sets the critic's own rate).
+    :param net_arch: hidden sizes of the per-variable actor and critic heads (DESIGN: 128, 128).
+    :param activation_fn: activation of the heads.
+    :param actor_encoder_kwargs: :class:`CAASLEncoder` kwargs of the actor (overrides the DESIGN
+        defaults key by key).
+    :param critic_encoder_kwargs: same for each critic (each critic has its own encoder).
+    :param standardization: input standardisation of every encoder: ``"none"`` (real-valued
+        data, the default), ``"zscore"``, or ``"counts"`` for count data such as SERGIO
+        (AVICI's log2-CPM, see :func:`caasl_agent.networks.standardize_history`).
+    :param log_std_bounds: clamp of the actor's log-std.
+    :param n_critics: size ``N`` of the critic ensemble.
+    :param optimizer_class: optimizer of actor and critics.
+    :param optimizer_kwargs: extra optimizer kwargs.
+    :param use_sde: must be False (SB3 passes it to every SAC policy).
+    """
+
+    actor: EquivariantActor
+    critic: EnsembleCritic
+    critic_target: EnsembleCritic
+
+    def __init__(
+        self,
+        observation_space: spaces.Dict,
+        action_space: spaces.Box,
+        lr_schedule: Schedule,
+        net_arch: list[int] | None = None,
+        activation_fn: type[nn.Module] = nn.ReLU,
+        actor_encoder_kwargs: dict[str, Any] | None = None,
+        critic_encoder_kwargs: dict[str, Any] | None = None,
+        standardization: str = "none",
+        log_std_bounds: tuple[float, float] = (-20.0, 0.0),
+        n_critics: int = 2,
+        optimizer_class: type[torch.optim.Optimizer] = torch.optim.Adam,
+        optimizer_kwargs: dict[str, Any] | None = None,
+        use_sde: bool = False,
+    ):
+        if use_sde:
+            raise ValueError("CAASLPolicy does not support gSDE (use_sde=True)")
+        # SACPolicy.__init__ builds flat-MLP kwargs; only the BasePolicy part is wanted here.
+        BasePolicy.__init__(
+            self,
+            observation_space,
+            action_space,
+            optimizer_class=optimizer_class,
+            optimizer_kwargs=optimizer_kwargs,
+            squash_output=True,
+        )
+        action_entries_per_variable(observation_space, action_space)
+        self.net_arch = [128, 128] if net_arch is None else list(net_arch)
+        self.activation_fn = activation_fn
+        self.actor_encoder_kwargs = dict(actor_encoder_kwargs or {})
+        self.critic_encoder_kwargs = dict(critic_encoder_kwargs or {})
+        self.standardization = standardization
+        self.log_std_bounds = tuple(log_std_bounds)
+        self.n_critics = n_critics
+        self.share_features_extractor = False
+        self._build(lr_schedule)
+
+    def _encoder_kwargs(
+        self, defaults: dict[str, Any], overrides: dict[str, Any]
+    ) -> dict[str, Any]:
+        return {**defaults, **overrides, "standardization": self.standardization}
+
+    def make_actor(self, features_extractor=None) -> EquivariantActor:
+        return EquivariantActor(
+            self.observation_space,
+            self.action_space,
+            self._encoder_kwargs(DEFAULT_ACTOR_ENCODER, self.actor_encoder_kwargs),
+            self.net_arch,
+            self.activation_fn,
+            self.log_std_bounds,
+        ).to(self.device)
+
+    def make_critic(self, features_extractor=None) -> EnsembleCritic:
+        return EnsembleCritic(
+            self.observation_space,
+            self.action_space,
+            self._encoder_kwargs(DEFAULT_CRITIC_ENCODER, self.critic_encoder_kwargs),
+            self.net_arch,
+            self.activation_fn,
+            self.n_critics,
+        ).to(self.device)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        return dict(
+            observation_space=self.observation_space,
+            action_space=self.action_space,
+            lr_schedule=self._dummy_schedule,
+            net_arch=self.net_arch,
+            activation_fn=self.activation_fn,
+            actor_encoder_kwargs=self.actor_encoder_kwargs,
+            critic_encoder_kwargs=self.critic_encoder_kwargs,
+            standardization=self.standardization,
+            log_std_bounds=self.log_std_bounds,
+            n_critics=self.n_critics,
+            optimizer_class=self.optimizer_class,
+            optimizer_kwargs=self.optimizer_kwargs,
+        )
+
+    def obs_to_tensor(self, observation: dict[str, np.ndarray]) -> tuple[PyTorchObs, bool]:
+        """Dict observation of any ``d`` and ``N`` -> batched tensors, and whether it was batched.
+
+        Replaces SB3's check against the training ``observation_space`` (which would reject
+        other ``d``) with a check of the causal-design structure.
+        """
+        if not isinstance(observation, dict) or set(observation) != {"history", "mask"}:
+            raise ValueError("observation must be a dict with keys 'history' and 'mask'")
+        history = np.asarray(observation["history"], dtype=np.float32)
+        mask = np.asarray(observation["mask"], dtype=np.float32)
+        batched = history.ndim == 4
+        if not batched:
+            history, mask = history[None], mask[None]
+        if history.ndim != 4 or history.shape[-1] != 2:
+            raise ValueError(
+                f"history must have shape (N, d, 2) or (B, N, d, 2), got {np.shape(observation['history'])}"
+            )
+        if mask.shape != history.shape[:2]:
+            raise ValueError(
+                f"mask shape {np.shape(observation['mask'])} does not match history rows"
+            )
+        if not np.isfinite(history).all():
+            raise ValueError("history contains NaN or inf")
+        tensors = {
+            "history": torch.as_tensor(history, device=self.device),
+            "mask": torch.as_tensor(mask, device=self.device),
+        }
+        return tensors, batched
+
+    def predict(
+        self,
+        observation: dict[str, np.ndarray],
+        state: tuple[np.ndarray, ...] | None = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
+        """Actions in ``[-1, 1]``: ``(a * d,)`` for one observation, ``(B, a * d)`` for a batch."""
+        self.set_training_mode(False)
+        obs, batched = self.obs_to_tensor(observation)
+        with torch.no_grad():
+            actions = self._predict(obs, deterministic=deterministic).cpu().numpy()
+        return (actions if batched else actions[0]), state

@@ -1,0 +1,316 @@
+"""CAASL: soft actor-critic with a REDQ critic ensemble, for causal experimental design.
+
+A subclass of SB3's :class:`~stable_baselines3.SAC` (so callbacks, logging, TensorBoard,
+``progress_bar``, ``save``/``load`` work unchanged) that adds:
+
+* REDQ knobs (Chen et al., "Randomized Ensembled Double Q-Learning", ICLR 2021): an ensemble
+  of ``ensemble_size`` (N) critics, the TD target takes the min over a random subset of
+  ``target_subset_size`` (M) target critics, and the actor and entropy coefficient are updated
+  once every ``critic_updates_per_actor_update`` (G) critic updates;
+* separate learning rates for actor, critics and entropy coefficient;
+* a target entropy annealed linearly from ``target_entropy`` to ``target_entropy_final``;
+* :class:`~caasl_agent.buffers.HistoryReplayBuffer` by default (next observation stored as the
+  appended rows), and the TD target evaluated on the *next* history with the *next* validity
+  mask (the original code used the current mask: defect 2, DESIGN.md §6);
+* zero-shot use across ``d``: :meth:`predict` and :meth:`load` accept observations and envs of
+  any number of variables (see :meth:`set_env`).
+
+Reference: Annadani et al., "Amortized Active Causal Induction with Deep Reinforcement
+Learning", NeurIPS 2024.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from gymnasium import spaces
+from stable_baselines3 import SAC
+from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.type_aliases import GymEnv, Schedule
+from stable_baselines3.common.utils import FloatSchedule, polyak_update, update_learning_rate
+
+from caasl_agent.buffers import HistoryReplayBuffer
+from caasl_agent.networks import history_space_dims
+from caasl_agent.policy import CAASLPolicy
+
+
+class CAASL(SAC):
+    """REDQ-style SAC with :class:`~caasl_agent.CAASLPolicy` (see the module docstring).
+
+    Unlike SB3 algorithms, ``env`` comes first and the policy defaults to ``"CAASLPolicy"``:
+    ``CAASL(env)``. Every other SAC argument keeps its meaning; defaults follow DESIGN.md §4
+    where they do not depend on the compute budget (``gamma=0.9``, ``tau=1e-3``, actor lr 1e-3,
+    critic lr 3e-5).
+
+    :param env: the environment (SB3 VecEnv, gymnasium env or registered id).
+    :param policy: policy class or alias.
+    :param learning_rate: actor learning rate (float or schedule of the remaining progress).
+    :param critic_learning_rate: critic learning rate.
+    :param ent_coef_learning_rate: entropy-coefficient learning rate; ``None``: same as actor.
+    :param ensemble_size: REDQ N, number of critics.
+    :param target_subset_size: REDQ M, number of target critics the TD target takes the min of.
+    :param critic_updates_per_actor_update: REDQ G.
+    :param actor_q_reduction: how the actor loss reduces the ensemble: ``"mean"`` (REDQ) or
+        ``"min"`` (SAC).
+    :param target_entropy: ``"auto"`` (``-|A|``) or a float, the target entropy at the start.
+    :param target_entropy_final: target entropy at the end of training (linear annealing in the
+        training progress); ``None`` keeps it constant.
+    :param replay_buffer_class: ``None`` selects :class:`~caasl_agent.buffers.HistoryReplayBuffer`.
+    """
+
+    policy_aliases: ClassVar[dict[str, type]] = {"CAASLPolicy": CAASLPolicy}
+    policy: CAASLPolicy
+
+    def __init__(
+        self,
+        env: GymEnv | str,
+        policy: str | type[CAASLPolicy] = "CAASLPolicy",
+        learning_rate: float | Schedule = 1e-3,
+        critic_learning_rate: float | Schedule = 3e-5,
+        ent_coef_learning_rate: float | Schedule | None = None,
+        buffer_size: int = 1_000_000,
+        learning_starts: int = 1_000,
+        batch_size: int = 256,
+        tau: float = 1e-3,
+        gamma: float = 0.9,
+        train_freq: int | tuple[int, str] = 1,
+        gradient_steps: int = 1,
+        ensemble_size: int = 2,
+        target_subset_size: int = 2,
+        critic_updates_per_actor_update: int = 1,
+        actor_q_reduction: str = "mean",
+        ent_coef: str | float = "auto",
+        target_entropy: str | float = "auto",
+        target_entropy_final: float | None = None,
+        target_update_interval: int = 1,
+        replay_buffer_class: type[ReplayBuffer] | None = None,
+        replay_buffer_kwargs: dict[str, Any] | None = None,
+        stats_window_size: int = 100,
+        tensorboard_log: str | None = None,
+        policy_kwargs: dict[str, Any] | None = None,
+        verbose: int = 0,
+        seed: int | None = None,
+        device: torch.device | str = "auto",
+        _init_setup_model: bool = True,
+    ):
+        if not 1 <= target_subset_size <= ensemble_size:
+            raise ValueError(
+                f"target_subset_size (M={target_subset_size}) must be in [1, ensemble_size={ensemble_size}]"
+            )
+        if critic_updates_per_actor_update < 1:
+            raise ValueError(
+                f"critic_updates_per_actor_update must be >= 1, got {critic_updates_per_actor_update}"
+            )
+        if actor_q_reduction not in ("mean", "min"):
+            raise ValueError(
+                f"actor_q_reduction must be 'mean' or 'min', got {actor_q_reduction!r}"
+            )
+        if policy_kwargs and "n_critics" in policy_kwargs:
+            raise ValueError(
+                "set the ensemble size with ensemble_size, not policy_kwargs['n_critics']"
+            )
+        self.ensemble_size = ensemble_size
+        self.target_subset_size = target_subset_size
+        self.critic_updates_per_actor_update = critic_updates_per_actor_update
+        self.actor_q_reduction = actor_q_reduction
+        self.critic_learning_rate = critic_learning_rate
+        self.ent_coef_learning_rate = (
+            learning_rate if ent_coef_learning_rate is None else ent_coef_learning_rate
+        )
+        self.target_entropy_final = target_entropy_final
+        super().__init__(
+            policy,
+            env,
+            learning_rate=learning_rate,
+            buffer_size=buffer_size,
+            learning_starts=learning_starts,
+            batch_size=batch_size,
+            tau=tau,
+            gamma=gamma,
+            train_freq=train_freq,
+            gradient_steps=gradient_steps,
+            replay_buffer_class=replay_buffer_class or HistoryReplayBuffer,
+            replay_buffer_kwargs=replay_buffer_kwargs,
+            ent_coef=ent_coef,
+            target_update_interval=target_update_interval,
+            target_entropy=target_entropy,
+            stats_window_size=stats_window_size,
+            tensorboard_log=tensorboard_log,
+            policy_kwargs=policy_kwargs,
+            verbose=verbose,
+            seed=seed,
+            device=device,
+            _init_setup_model=False,
+        )
+        if _init_setup_model:
+            self._setup_model()
+
+    def _setup_model(self) -> None:
+        self.policy_kwargs = {**self.policy_kwargs, "n_critics": self.ensemble_size}
+        super()._setup_model()
+        # a loaded model brings its initial target entropy; self.target_entropy is annealed
+        if getattr(self, "target_entropy_initial", None) is None:
+            self.target_entropy_initial = self.target_entropy
+        self.critic_lr_schedule = FloatSchedule(self.critic_learning_rate)
+        self.ent_coef_lr_schedule = FloatSchedule(self.ent_coef_learning_rate)
+        update_learning_rate(self.critic.optimizer, self.critic_lr_schedule(1.0))
+        if self.ent_coef_optimizer is not None:
+            update_learning_rate(self.ent_coef_optimizer, self.ent_coef_lr_schedule(1.0))
+
+    def _current_target_entropy(self) -> float:
+        if self.target_entropy_final is None:
+            return self.target_entropy_initial
+        done = 1.0 - self._current_progress_remaining
+        return (1.0 - done) * self.target_entropy_initial + done * self.target_entropy_final
+
+    def train(self, gradient_steps: int, batch_size: int = 64) -> None:
+        self.policy.set_training_mode(True)
+        progress = self._current_progress_remaining
+        update_learning_rate(self.actor.optimizer, self.lr_schedule(progress))
+        update_learning_rate(self.critic.optimizer, self.critic_lr_schedule(progress))
+        if self.ent_coef_optimizer is not None:
+            update_learning_rate(self.ent_coef_optimizer, self.ent_coef_lr_schedule(progress))
+        self.target_entropy = self._current_target_entropy()
+
+        critic_losses, actor_losses, ent_coef_losses, ent_coefs, q_means = [], [], [], [], []
+        for step in range(gradient_steps):
+            data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
+            ent_coef = self._entropy_coefficient()
+
+            with torch.no_grad():
+                next_actions, next_log_prob = self.actor.action_log_prob(data.next_observations)
+                members = torch.randperm(self.ensemble_size)[: self.target_subset_size].tolist()
+                next_q = self.critic_target.subset(data.next_observations, next_actions, members)
+                next_q = next_q.min(dim=1, keepdim=True).values - ent_coef * next_log_prob.reshape(
+                    -1, 1
+                )
+                target_q = data.rewards + (1 - data.dones) * self.gamma * next_q
+
+            current_q = self.critic(data.observations, data.actions)
+            critic_loss = 0.5 * sum(F.mse_loss(q, target_q) for q in current_q)
+            self.critic.optimizer.zero_grad()
+            critic_loss.backward()
+            self.critic.optimizer.step()
+            critic_losses.append(critic_loss.item())
+            q_means.append(torch.cat(current_q, dim=1).mean().item())
+
+            if (self._n_updates + step) % self.target_update_interval == 0:
+                polyak_update(self.critic.parameters(), self.critic_target.parameters(), self.tau)
+
+            if (self._n_updates + step + 1) % self.critic_updates_per_actor_update == 0:
+                actor_loss, ent_coef_loss = self._update_actor_and_entropy(
+                    data.observations, ent_coef
+                )
+                actor_losses.append(actor_loss)
+                ent_coefs.append(ent_coef.item())
+                if ent_coef_loss is not None:
+                    ent_coef_losses.append(ent_coef_loss)
+
+        self._n_updates += gradient_steps
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        self.logger.record("train/critic_loss", np.mean(critic_losses))
+        self.logger.record("train/q_mean", np.mean(q_means))
+        self.logger.record("train/target_entropy", self.target_entropy)
+        if actor_losses:
+            self.logger.record("train/actor_loss", np.mean(actor_losses))
+            self.logger.record("train/ent_coef", np.mean(ent_coefs))
+        if ent_coef_losses:
+            self.logger.record("train/ent_coef_loss", np.mean(ent_coef_losses))
+
+    def _entropy_coefficient(self) -> torch.Tensor:
+        if self.log_ent_coef is not None:
+            return torch.exp(self.log_ent_coef.detach())
+        return self.ent_coef_tensor
+
+    def _update_actor_and_entropy(
+        self, observations: dict[str, torch.Tensor], ent_coef: torch.Tensor
+    ) -> tuple[float, float | None]:
+        """One actor step (and entropy-coefficient step when learned); returns the losses."""
+        actions_pi, log_prob = self.actor.action_log_prob(observations)
+        log_prob = log_prob.reshape(-1, 1)
+        ent_coef_loss = None
+        if self.ent_coef_optimizer is not None:
+            loss = -(self.log_ent_coef * (log_prob + self.target_entropy).detach()).mean()
+            self.ent_coef_optimizer.zero_grad()
+            loss.backward()
+            self.ent_coef_optimizer.step()
+            ent_coef_loss = loss.item()
+        q_pi = self.critic.action_gradient_q(observations, actions_pi)
+        q_pi = (
+            q_pi.mean(dim=1, keepdim=True)
+            if self.actor_q_reduction == "mean"
+            else q_pi.min(dim=1, keepdim=True).values
+        )
+        actor_loss = (ent_coef * log_prob - q_pi).mean()
+        self.actor.optimizer.zero_grad()
+        actor_loss.backward()
+        self.actor.optimizer.step()
+        return actor_loss.item(), ent_coef_loss
+
+    def set_env(self, env: GymEnv, force_reset: bool = True) -> None:
+        """Attach ``env``; it may have another ``d`` (or ``N``) or number of envs than before.
+
+        The weights do not depend on ``d``. When the spaces differ, the model adopts the new
+        spaces and rescales the target entropy by the change of action size; when the spaces or
+        the number of envs differ, it starts an empty replay buffer of the new shape (old
+        transitions cannot be mixed with new ones). Evaluation alone needs none of this:
+        :meth:`predict` takes observations of any ``d``.
+        """
+        env = self._wrap_env(env, self.verbose)
+        same_spaces = (
+            env.observation_space == self.observation_space
+            and env.action_space == self.action_space
+        )
+        if not same_spaces:
+            self._adopt_spaces(env.observation_space, env.action_space)
+        if not same_spaces or env.num_envs != self.n_envs:
+            self.n_envs = env.num_envs
+            if self.replay_buffer is not None:
+                self.replay_buffer = self.replay_buffer_class(
+                    self.buffer_size,
+                    self.observation_space,
+                    self.action_space,
+                    device=self.device,
+                    n_envs=self.n_envs,
+                    optimize_memory_usage=self.optimize_memory_usage,
+                    **self.replay_buffer_kwargs,
+                )
+        super().set_env(env, force_reset)
+
+    def _adopt_spaces(self, observation_space: spaces.Dict, action_space: spaces.Box) -> None:
+        """Switch to the spaces of an env of another ``d`` (same action entries per variable)."""
+        old_d, new_d = (
+            history_space_dims(self.observation_space)[1],
+            history_space_dims(observation_space)[1],
+        )
+        old_size, new_size = self.action_space.shape[0], action_space.shape[0]
+        if old_size * new_d != new_size * old_d:
+            raise ValueError(
+                f"the env's action space {action_space} for d={new_d} does not have the model's "
+                f"{old_size // old_d} action entries per variable"
+            )
+        scale = new_size / old_size
+        self.target_entropy_initial *= scale
+        self.target_entropy *= scale
+        if self.target_entropy_final is not None:
+            self.target_entropy_final *= scale
+        self.observation_space, self.action_space = observation_space, action_space
+        for module in (self.policy, self.actor, self.critic, self.critic_target):
+            module.observation_space, module.action_space = observation_space, action_space
+
+    @classmethod
+    def load(
+        cls, path, env: GymEnv | None = None, device: torch.device | str = "auto", **kwargs
+    ) -> CAASL:
+        """SB3 ``load``; ``env`` may have any ``d`` and number of envs (attached with :meth:`set_env`)."""
+        force_reset = kwargs.pop("force_reset", True)
+        model = super().load(path, env=None, device=device, **kwargs)
+        if env is not None:
+            model.set_env(env, force_reset=force_reset)
+        return model
+
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), "critic_lr_schedule", "ent_coef_lr_schedule"]

@@ -1,0 +1,60 @@
+"""The training loop of ``caasl train`` end to end, at toy size (checks the loop, not learning)."""
+
+import json
+
+from agent_toy_env import one_torch_thread  # noqa: F401 (autouse fixture)
+
+from caasl_agent.cli import build_parser
+from caasl_agent.train import available_presets, load_config, train
+
+TINY = dict(embed_dim=8, n_layers=1, n_heads=2, ff_dim=16, dropout=0.0)
+
+
+def tiny_config():
+    config = load_config("cpu-quick")
+    config.update(n_envs=4, total_timesteps=96, checkpoint_every_steps=48)
+    config["env_kwargs"] = dict(d=3, n0=5, budget=3, reward_model="partial-correlation")
+    config["algorithm"].update(learning_starts=24, batch_size=8, buffer_size=500)
+    config["policy_kwargs"] = dict(
+        net_arch=[16], actor_encoder_kwargs=TINY, critic_encoder_kwargs=TINY
+    )
+    config["evaluation"] = dict(
+        every_steps=48, n_envs=4, seed=100, heldout_n_envs=6, heldout_seed=200
+    )
+    return config
+
+
+def test_presets_exist():
+    assert {"paper", "cpu-quick"} <= set(available_presets())
+    paper = load_config("paper")
+    assert paper["n_envs"] == 1000 and paper["algorithm"]["batch_size"] == 4096
+
+
+def test_train_writes_models_curves_and_results_and_resumes(tmp_path):
+    results = train(tiny_config(), tmp_path / "run", device="cpu", verbose=0)
+    out = tmp_path / "run"
+    for name in (
+        "best_model.zip",
+        "final_model.zip",
+        "evaluations.csv",
+        "learning_curve.png",
+        "config.yaml",
+    ):
+        assert (out / name).is_file(), name
+    assert any((out / "checkpoints").glob("caasl_*_steps.zip"))
+    assert any((out / "tb").rglob("events.out.tfevents.*"))
+    assert json.loads((out / "results.json").read_text()) == results
+    assert results["timesteps"] == 96 and results["heldout_envs"]["n"] == 6
+    resumed = train(
+        tiny_config(), tmp_path / "resumed", device="cpu", resume=out / "final_model.zip", verbose=0
+    )
+    assert resumed["timesteps"] == 192
+
+
+def test_cli_has_train_subcommand():
+    args = build_parser().parse_args(
+        ["train", "--config", "cpu-quick", "--n-envs", "8", "--device", "cpu"]
+    )
+    assert (
+        args.config == "cpu-quick" and args.n_envs == 8 and args.func.__name__ == "_train_command"
+    )
