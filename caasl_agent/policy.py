@@ -338,6 +338,6 @@ class CAASLPolicy(SACPolicy):
         """Actions in ``[-1, 1]``: ``(a * d,)`` for one observation, ``(B, a * d)`` for a batch."""
         self.set_training_mode(False)
         obs, batched = self.obs_to_tensor(observation)
-        with torch.no_grad():
+        with torch.inference_mode():
             actions = self._predict(obs, deterministic=deterministic).cpu().numpy()
         return (actions if batched else actions[0]), state
