@@ -8,12 +8,14 @@ import math
 import numpy as np
 import pytest
 import torch
+from scipy.integrate import quad
 from scipy.special import multigammaln
 from scipy.stats import multivariate_t
 
 from caasl_envs import available_reward_models, load_reward_model
 from caasl_envs.reward.bge import bge_local_scores, parent_sets
 from caasl_envs.reward.exact import ExactLinearGaussianPosterior
+from caasl_envs.reward.scm_score import linear_scm_local_scores
 from caasl_envs.rng import BatchedRNG
 from caasl_envs.scm.linear import LinearSCMPrior
 
@@ -89,8 +91,39 @@ def _reference_local_score(x: np.ndarray, j: int, parents: tuple[int, ...], excl
     )
 
 
+def _reference_scm_score(x: np.ndarray, j: int, parents: tuple[int, ...], exclude: bool) -> float:
+    """``log p(D_j | D_Pa)`` under ``w ~ N(0, I/l)``, ``1/sigma^2 ~ Gamma(10, 1)``: the Gaussian
+    density of the rows, integrated over the noise precision by adaptive quadrature."""
+    rows = x[:, j, 1] == 0 if exclude else np.ones(len(x), dtype=bool)
+    y, design = x[rows, j, 0], x[rows][:, list(parents), 0]
+    if len(y) == 0:
+        return 0.0
+    gram = design @ design.T / max(len(parents), 1)
+
+    def log_integrand(u: float) -> float:  # over u = log(tau), with the Jacobian tau
+        cov = np.eye(len(y)) / math.exp(u) + gram
+        logdet = np.linalg.slogdet(cov)[1]
+        normal = -0.5 * (len(y) * math.log(2 * math.pi) + logdet + y @ np.linalg.solve(cov, y))
+        log_gamma_pdf = 9.0 * u - math.exp(u) - math.lgamma(10.0)  # Gamma(10, rate 1) at tau
+        return normal + log_gamma_pdf + u
+
+    grid = np.linspace(-12.0, 8.0, 81)
+    peak = max(grid, key=log_integrand)
+    top = log_integrand(peak)
+    value, _ = quad(
+        lambda u: math.exp(log_integrand(u) - top),
+        -12.0,
+        8.0,
+        points=[peak],
+        limit=200,
+        epsabs=0,
+        epsrel=1e-13,
+    )
+    return top + math.log(value)
+
+
 def _brute_force_edge_probs(
-    x: np.ndarray, k: int, graph_degree: float | None, exclude: bool
+    x: np.ndarray, k: int, graph_degree: float | None, exclude: bool, score=_reference_local_score
 ) -> np.ndarray:
     """Sum over every (order, DAG consistent with it, in-degree <= k) pair, weights prod_j q * score."""
     d = x.shape[1]
@@ -104,9 +137,7 @@ def _brute_force_edge_probs(
                 else:
                     p = min(2 * graph_degree / (d - 1), 0.99)
                     log_q = size * math.log(p / (1 - p))
-                log_beta[j, sum(1 << u for u in pa)] = log_q + _reference_local_score(
-                    x, j, pa, exclude
-                )
+                log_beta[j, sum(1 << u for u in pa)] = log_q + score(x, j, pa, exclude)
     pairs = list(itertools.combinations(range(d), 2))
     choice = (np.arange(1 << len(pairs))[:, None] >> np.arange(len(pairs))) & 1  # (G, pairs)
     log_w, edges = [], []
@@ -167,6 +198,24 @@ def test_edge_marginals_match_brute_force_enumeration(d, k, graph_degree, interv
     )
     probs, _ = model.posterior(x)
     ref = _brute_force_edge_probs(x[0].numpy(), k, graph_degree, intervened_rows == "exclude")
+    np.testing.assert_allclose(probs[0].numpy(), ref, atol=1e-9, rtol=0)
+
+
+def test_linear_scm_scores_match_quadrature_and_brute_force():
+    d, k = 4, 2
+    x = _history(d, 12, seed=7, n_intervened=4)
+    rows = (x[..., 1] == 0).double()
+    sets = parent_sets(d, k)
+    scores = linear_scm_local_scores(x[..., 0], rows, sets)
+    xn = x[0].numpy()
+    reference = {}
+    for j in range(d):
+        for p in range(sets.index.shape[1]):
+            pa = tuple(int(u) for u in sets.index[j, p, : sets.size[j, p]])
+            reference[j, pa] = _reference_scm_score(xn, j, pa, True)
+            assert scores[0, j, p].item() == pytest.approx(reference[j, pa], abs=1e-9)
+    probs, _ = ExactLinearGaussianPosterior(k, 1.5, local_score="linear-scm").posterior(x)
+    ref = _brute_force_edge_probs(xn, k, 1.5, True, score=lambda x, j, pa, ex: reference[j, pa])
     np.testing.assert_allclose(probs[0].numpy(), ref, atol=1e-9, rtol=0)
 
 
@@ -232,7 +281,8 @@ def test_without_data_the_posterior_is_the_erdos_renyi_prior(d, graph_degree):
 
 def test_zero_in_degree_and_reward_model_registry():
     x = _history(4, 10, seed=1).float()
-    assert "exact-linear-gaussian" in available_reward_models()
+    assert {"exact-linear-gaussian", "exact-linear-scm"} <= set(available_reward_models())
+    assert load_reward_model("exact-linear-scm").local_score == "linear-scm"
     model = load_reward_model("exact-linear-gaussian", max_in_degree=0)
     assert model.expects_counts is False
     probs = model.edge_probs(x)
@@ -247,6 +297,10 @@ def test_bad_input_raises():
         ExactLinearGaussianPosterior(max_in_degree=-1)
     with pytest.raises(ValueError, match="in-degree bound"):
         parent_sets(4, 4)
+    with pytest.raises(ValueError, match="local_score"):
+        ExactLinearGaussianPosterior(local_score="bdeu")
+    with pytest.raises(ValueError, match="raw scale"):
+        ExactLinearGaussianPosterior(local_score="linear-scm", standardize=True)
     with pytest.raises(ValueError, match="intervened_rows"):
         ExactLinearGaussianPosterior(intervened_rows="model")
     with pytest.raises(ValueError, match="NaN"):

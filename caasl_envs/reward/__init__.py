@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from caasl_envs.reward.avici import AVICIModel
@@ -51,6 +52,9 @@ def load_reward_model(name: str | Path, **kwargs) -> RewardModel:
 register_reward_model("constant-prior", ConstantRewardModel)
 register_reward_model("partial-correlation", PartialCorrelationRewardModel)
 register_reward_model("exact-linear-gaussian", ExactLinearGaussianPosterior)
+register_reward_model(
+    "exact-linear-scm", partial(ExactLinearGaussianPosterior, local_score="linear-scm")
+)
 
 
 def _shipped_avici(name: str) -> Callable[..., RewardModel]:

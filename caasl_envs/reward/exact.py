@@ -1,4 +1,4 @@
-"""Exact edge posteriors for linear-Gaussian data: BGe scores + the order dynamic programme.
+"""Exact edge posteriors for linear-Gaussian data: local scores + the order dynamic programme.
 
 :class:`ExactLinearGaussianPosterior` is a reward model that needs no training and is right by
 construction (for its prior): ``P[b, i, j] = p(i -> j | data)`` summed exactly over all DAGs
@@ -16,14 +16,22 @@ random order, then every forward pair an edge with probability ``p``; the factor
 ``graph_degree=None``, ``q(Pa) = 1 / C(d-1, |Pa|)`` (Koivisto & Sood's choice: every in-degree
 equally likely).
 
+**Local scores** (``local_score``): ``"bge"`` (default), the BGe marginal likelihood
+(:mod:`caasl_envs.reward.bge`, a conjugate normal-Wishart parameter prior, on standardised
+data); or ``"linear-scm"``, the marginal likelihood under the linear environments' own
+parameter prior (``w ~ N(0, I/|Pa|)``, noise precision ``~ Gamma(10, 1)``, zero bias;
+:mod:`caasl_envs.reward.scm_score`) on the raw data: together with the matching Erdős–Rényi
+graph prior, the exact posterior of the environments' generative process up to the in-degree
+bound (and a 1-D quadrature), so calibrated on them.
+
 **Data.** Rows in which ``j`` was intervened on (channel 1 = 1) are left out of ``j``'s local
 score (Cooper & Yoo 1999) — correct for ``do`` interventions, and for shift interventions the
 same as modelling the shift: the history does not record the shift value, so each shifted row
 of ``j`` has its own unknown mean, and integrating that out under a flat prior leaves the row
 nothing to say about ``j``'s mechanism. ``intervened_rows="keep"`` uses every row in every local
-score (the purely observational, misspecified model; measured worse for both kinds). By default
-each variable is standardised with the mean and standard deviation of the rows that enter its
-own local score, which makes the posterior invariant to per-variable affine rescaling.
+score (the purely observational, misspecified model; measured worse for both kinds). With BGe,
+each variable is by default standardised with the mean and standard deviation of the rows that
+enter its own local score, which makes the posterior invariant to per-variable affine rescaling.
 """
 
 from __future__ import annotations
@@ -36,9 +44,11 @@ import torch
 
 from caasl_envs.reward.base import check_history
 from caasl_envs.reward.bge import ParentSets, bge_local_scores, parent_sets
+from caasl_envs.reward.scm_score import linear_scm_local_scores
 
 MAX_EXACT_D = 14
 INTERVENED_ROWS = ("exclude", "keep")
+LOCAL_SCORES = ("bge", "linear-scm")
 
 
 @dataclass(frozen=True)
@@ -160,9 +170,13 @@ class ExactLinearGaussianPosterior(torch.nn.Module):
     :param graph_degree: expected degree of the Erdős–Rényi graph prior; the parent-set prior is
         ``q(Pa) = (p / (1 - p))^|Pa|`` with ``p = min(2 · graph_degree / (d - 1), 0.99)`` (the
         environments' prior). ``None``: ``q(Pa) = 1 / C(d-1, |Pa|)``.
+    :param local_score: ``"bge"`` or ``"linear-scm"`` (see the module docstring).
     :param alpha_mu: BGe prior pseudo-count of the mean.
     :param alpha_w: BGe Wishart degrees of freedom (default ``d + alpha_mu + 1``).
-    :param standardize: standardise each variable over the rows of its own local score.
+    :param noise_shape: ``"linear-scm"``: shape of the Gamma prior on the noise precision.
+    :param noise_rate: ``"linear-scm"``: rate of the Gamma prior on the noise precision.
+    :param standardize: standardise each variable over the rows of its own local score
+        (default: yes for BGe; never for ``"linear-scm"``, whose prior has a scale).
     :param intervened_rows: ``"exclude"`` (default, see the module docstring) or ``"keep"``.
     :param max_d: largest accepted number of variables (memory and time grow like ``d 2^d``).
     """
@@ -173,9 +187,12 @@ class ExactLinearGaussianPosterior(torch.nn.Module):
         self,
         max_in_degree: int = 3,
         graph_degree: float | None = 3.0,
+        local_score: str = "bge",
         alpha_mu: float = 1.0,
         alpha_w: float | None = None,
-        standardize: bool = True,
+        noise_shape: float = 10.0,
+        noise_rate: float = 1.0,
+        standardize: bool | None = None,
         intervened_rows: str = "exclude",
         max_d: int = MAX_EXACT_D,
     ):
@@ -188,13 +205,26 @@ class ExactLinearGaussianPosterior(torch.nn.Module):
             raise ValueError(
                 f"intervened_rows must be one of {INTERVENED_ROWS}, got {intervened_rows!r}"
             )
+        if local_score not in LOCAL_SCORES:
+            raise ValueError(f"local_score must be one of {LOCAL_SCORES}, got {local_score!r}")
+        if local_score == "linear-scm" and standardize:
+            raise ValueError(
+                "the 'linear-scm' score has a prior on the raw scale: standardize must be off"
+            )
         if alpha_mu <= 0:
             raise ValueError(f"alpha_mu must be > 0, got {alpha_mu}")
+        if noise_shape <= 0 or noise_rate <= 0:
+            raise ValueError(
+                f"noise_shape and noise_rate must be > 0, got {noise_shape}, {noise_rate}"
+            )
         self.max_in_degree = max_in_degree
         self.graph_degree = graph_degree
+        self.local_score = local_score
         self.alpha_mu = alpha_mu
         self.alpha_w = alpha_w
-        self.standardize = standardize
+        self.noise_shape = noise_shape
+        self.noise_rate = noise_rate
+        self.standardize = local_score == "bge" if standardize is None else standardize
         self.intervened_rows = intervened_rows
         self.max_d = max_d
 
@@ -250,6 +280,9 @@ class ExactLinearGaussianPosterior(torch.nn.Module):
             )
         sets = parent_sets(d, min(self.max_in_degree, d - 1))
         values, rows = self.score_inputs(x, mask)
-        scores = bge_local_scores(values, rows, sets, self.alpha_mu, self.alpha_w)
+        if self.local_score == "bge":
+            scores = bge_local_scores(values, rows, sets, self.alpha_mu, self.alpha_w)
+        else:
+            scores = linear_scm_local_scores(values, rows, sets, self.noise_shape, self.noise_rate)
         log_beta = scores + self._log_prior(sets).to(scores.device)
         return order_dp_edge_marginals(log_beta, sets)
