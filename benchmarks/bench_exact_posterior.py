@@ -3,7 +3,8 @@
 Parts (``--part``, default all):
 
 * ``timing``: milliseconds per batched ``edge_probs`` call and per environment, n = 60 rows
-  (50 observational + 10 interventional), d = 8, 10, 12, 14, in-degree bound k = 3, 4.
+  (50 observational + 10 interventional), d = 8, 10, 12, 14, in-degree bound k = 3, 4, for
+  both local scores (``bge``, ``linear-scm``).
 * ``quality``: mean AUROC / AUPRC / E-SHD / expected correct entries on the held-out datasets of
   the AVICI quality report (``caasl_envs.reward.train``: d = 10, 50 observational + 10
   interventional rows, ER degree 3; also degree 1), against partial correlation, the constant
@@ -13,8 +14,8 @@ Parts (``--part``, default all):
 * ``discrimination``: 200 fixed environments ``caasl/LinearGaussian-v0``; mean return
   (sum of the 10 rewards) of random multi-target designs, a posterior-uncertainty heuristic and
   observational sampling (``caasl_agent.baselines``: ``random``, ``uncertainty``,
-  ``observational``; also ``random-single``), with the exact posterior (and AVICI when
-  registered) as reward model.
+  ``observational``; also ``random-single``), with the exact posteriors (BGe and linear-scm),
+  partial correlation and AVICI (when registered) as reward model.
 
     python benchmarks/bench_exact_posterior.py [--part timing] [--threads 1]
 """
@@ -22,6 +23,7 @@ Parts (``--part``, default all):
 from __future__ import annotations
 
 import argparse
+import itertools
 import platform
 import time
 
@@ -47,21 +49,21 @@ def _table(header: list[str], rows: list[list]) -> None:
 def timing(reps: int = 5) -> None:
     print("### Time per edge_probs call (n = 60 rows: 50 observational + 10 do rows)\n")
     rows = []
-    for d in (8, 10, 12, 14):
-        sampler = LinearDatasetSampler(**{**CAASL_HELDOUT, "d_range": (d, d)})
-        for k in (3, 4):
-            model = ExactLinearGaussianPosterior(max_in_degree=k)
-            for b in (1, 32):
-                x, _ = sampler.sample(0, b)
-                model.edge_probs(x)  # warm the index caches
-                times = []
-                for _ in range(reps):
-                    start = time.perf_counter()
-                    model.edge_probs(x)
-                    times.append(time.perf_counter() - start)
-                ms = 1e3 * min(times)  # the machine is shared: the fastest repeat is the cost
-                rows.append([d, k, b, round(ms, 1), round(ms / b, 2)])
-    _table(["d", "k", "batch B", "ms per call", "ms per env"], rows)
+    for d, k, score, b in itertools.chain(
+        itertools.product((8, 10, 12, 14), (3, 4), ("bge",), (1, 32)),
+        itertools.product((8, 10, 12, 14), (3, 4), ("linear-scm",), (32,)),
+    ):
+        x, _ = LinearDatasetSampler(**{**CAASL_HELDOUT, "d_range": (d, d)}).sample(0, b)
+        model = ExactLinearGaussianPosterior(max_in_degree=k, local_score=score)
+        model.edge_probs(x)  # warm the index caches
+        times = []
+        for _ in range(reps):
+            start = time.perf_counter()
+            model.edge_probs(x)
+            times.append(time.perf_counter() - start)
+        ms = 1e3 * min(times)  # the machine is shared: the fastest repeat is the cost
+        rows.append([score, d, k, b, round(ms, 1), round(ms / b, 2)])
+    _table(["local score", "d", "k", "batch B", "ms per call", "ms per env"], rows)
 
 
 def _reward_models(extra: dict[str, object]) -> dict[str, object]:
@@ -109,13 +111,18 @@ def quality(n_datasets: int) -> None:
             f"### Held-out quality: d = 10, ER degree {degree:g}, 50 obs + 10 do rows, {n_datasets} datasets\n"
         )
         exact = {
-            "exact, k = 3 (default)": ExactLinearGaussianPosterior(3),
-            "exact, k = 4": ExactLinearGaussianPosterior(4),
-            "exact, k = 9 (no bound)": ExactLinearGaussianPosterior(9),
+            "exact BGe, k = 3 (default)": ExactLinearGaussianPosterior(3),
+            "exact BGe, k = 4": ExactLinearGaussianPosterior(4),
+            "exact BGe, k = 9 (no bound)": ExactLinearGaussianPosterior(9),
+            "exact linear-scm, k = 3": ExactLinearGaussianPosterior(3, local_score="linear-scm"),
+            "exact linear-scm, k = 4": ExactLinearGaussianPosterior(4, local_score="linear-scm"),
         }
         if degree != 3.0:
-            exact[f"exact, k = 3, prior degree {degree:g}"] = ExactLinearGaussianPosterior(
+            exact[f"exact BGe, k = 3, prior degree {degree:g}"] = ExactLinearGaussianPosterior(
                 3, graph_degree=degree
+            )
+            exact[f"exact linear-scm, k = 3, prior degree {degree:g}"] = (
+                ExactLinearGaussianPosterior(3, graph_degree=degree, local_score="linear-scm")
             )
         _table(QUALITY_HEADER, _evaluate(_reward_models(exact), data))
     calibration(heldout_set(LinearDatasetSampler(**CAASL_HELDOUT), n_datasets, seed=0))
@@ -125,34 +132,38 @@ def quality(n_datasets: int) -> None:
     print(
         f"### Held-out quality: d = 10, ER degree 3, 50 observational rows only, {n_datasets} datasets\n"
     )
-    _table(QUALITY_HEADER, _evaluate({"exact, k = 3": ExactLinearGaussianPosterior(3)}, data))
+    models = {
+        "exact BGe, k = 3": ExactLinearGaussianPosterior(3),
+        "exact linear-scm, k = 3": ExactLinearGaussianPosterior(3, local_score="linear-scm"),
+    }
+    _table(QUALITY_HEADER, _evaluate(models, data))
 
 
 def calibration(data: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
     """Reliability of the edge probabilities: mean prediction vs edge frequency per bin."""
     print("### Calibration on the ER degree 3 held-out datasets (off-diagonal entries)\n")
-    columns = {}
-    for k in (3, 9):
-        model = ExactLinearGaussianPosterior(k)
-        probs = torch.cat([model.edge_probs(x) for x, _ in data])
-        graph = torch.cat([g for _, g in data])
-        off = ~torch.eye(graph.shape[-1], dtype=torch.bool)
-        p, g = probs[:, off].flatten().double(), graph[:, off].flatten().double()
+    models = {
+        "BGe, k = 3": ExactLinearGaussianPosterior(3),
+        "BGe, k = 9": ExactLinearGaussianPosterior(9),
+        "linear-scm, k = 4": ExactLinearGaussianPosterior(4, local_score="linear-scm"),
+    }
+    graph = torch.cat([g for _, g in data])
+    off = ~torch.eye(graph.shape[-1], dtype=torch.bool)
+    g = graph[:, off].flatten().double()
+    columns = []
+    for model in models.values():
+        p = torch.cat([model.edge_probs(x) for x, _ in data])[:, off].flatten().double()
         bins = (p * 10).long().clamp(max=9)
-        columns[k] = [
-            (p[bins == i].mean().item(), g[bins == i].mean().item(), int((bins == i).sum()))
-            for i in range(10)
-        ]
-    rows = []
-    for i in range(10):
-        row = [f"[{i / 10:.1f}, {(i + 1) / 10:.1f})"]
-        for k in (3, 9):
-            mean_p, freq, count = columns[k][i]
-            row += [f"{mean_p:.3f} / {freq:.3f} ({count})" if count else "—"]
-        rows.append(row)
-    _table(
-        ["bin", "k = 3: mean p / edge freq (entries)", "k = 9: mean p / edge freq (entries)"], rows
-    )
+        columns.append(
+            [
+                f"{p[bins == i].mean():.3f} / {g[bins == i].mean():.3f} ({int((bins == i).sum())})"
+                if (bins == i).any()
+                else "—"
+                for i in range(10)
+            ]
+        )
+    rows = [[f"[{i / 10:.1f}, {(i + 1) / 10:.1f})", *(c[i] for c in columns)] for i in range(10)]
+    _table(["bin", *(f"{name}: mean p / edge freq (entries)" for name in models)], rows)
 
 
 def shift(n_datasets: int) -> None:
@@ -167,6 +178,9 @@ def shift(n_datasets: int) -> None:
                 3, intervened_rows="exclude"
             ),
             "exact, intervened rows kept": ExactLinearGaussianPosterior(3, intervened_rows="keep"),
+            "exact linear-scm, intervened rows excluded": ExactLinearGaussianPosterior(
+                3, local_score="linear-scm"
+            ),
         }
         _table(QUALITY_HEADER, _evaluate(models, data))
 
@@ -175,6 +189,7 @@ def discrimination(n_envs: int) -> None:
     exact = ExactLinearGaussianPosterior()
     models = {
         "exact-linear-gaussian": exact,
+        "exact-linear-scm": load_reward_model("exact-linear-scm"),
         "partial-correlation": load_reward_model("partial-correlation"),
     }
     if AVICI in available_reward_models():
