@@ -339,7 +339,15 @@ def test_two_runs_are_byte_identical(tmp_path):
     ).read_bytes()
 
 
-def test_cli_bench_and_demo(tmp_path):
+@pytest.fixture
+def keep_torch_threads():
+    """The CLI sets torch's thread count; give the next tests back what they had."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_cli_bench_and_demo(tmp_path, keep_torch_threads):
     from caasl_agent.cli import main
 
     main(
