@@ -25,9 +25,10 @@ def tiny_config():
 
 
 def test_presets_exist():
-    assert {"paper", "cpu-quick"} <= set(available_presets())
+    assert {"paper", "cpu-quick", "sergio"} <= set(available_presets())
     paper = load_config("paper")
     assert paper["n_envs"] == 1000 and paper["algorithm"]["batch_size"] == 4096
+    assert load_config("sergio")["policy_kwargs"]["standardization"] == "counts"
 
 
 def test_train_writes_models_curves_and_results_and_resumes(tmp_path):
@@ -58,3 +59,11 @@ def test_cli_has_train_subcommand():
     assert (
         args.config == "cpu-quick" and args.n_envs == 8 and args.func.__name__ == "_train_command"
     )
+
+
+def test_exact_posterior_preset_trains_with_the_exact_reward(tmp_path):
+    assert load_config("linear-exact")["env_kwargs"]["reward_model"] == "exact-linear-gaussian"
+    config = tiny_config()
+    config["env_kwargs"]["reward_model"] = "exact-linear-gaussian"
+    results = train(config, tmp_path, device="cpu", verbose=0)
+    assert results["timesteps"] == 96 and (tmp_path / "final_model.zip").is_file()
