@@ -1,11 +1,13 @@
 """Milliseconds per designed intervention: CAASL policy forward (``predict``) on CPU.
 
-Times ``model.predict(obs, deterministic=True)`` of a freshly initialised policy with the
-paper's actor (DESIGN.md §4: embed 32, 4 layer pairs, 8 heads, feed-forward 128) on histories
-of ``N = 60`` rows (n0 = 50 + budget 10), for d in {10, 20, 50} and batch 1 and 256. The
-weights do not matter for the latency; the observation is a random valid history.
+Times ``policy.predict(obs, deterministic=True)`` of a freshly initialised policy with the
+actor of a preset (default ``paper``: DESIGN.md §4, embed 32, 4 layer pairs, 8 heads,
+feed-forward 128) on histories of ``N = 60`` rows (n0 = 50 + budget 10), for d in
+{10, 20, 50} and batch 1 and 256. The weights do not matter for the latency; the observation
+is a random valid history. Both wall-clock and process CPU time are reported: on a shared
+machine the wall clock also counts the time other processes hold the core.
 
-    python benchmarks/bench_design_latency.py [--threads 1] [--repeats 20]
+    python benchmarks/bench_design_latency.py [--threads 1] [--repeats 20] [--preset cpu-quick]
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import torch
 from gymnasium import spaces
 
 from caasl_agent import CAASLPolicy
+from caasl_agent.train import load_config
 
 
 def observation(batch: int, n_rows: int, d: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -27,7 +30,7 @@ def observation(batch: int, n_rows: int, d: int, rng: np.random.Generator) -> di
     return {"history": history, "mask": mask}
 
 
-def policy_for(d: int, n_rows: int) -> CAASLPolicy:
+def policy_for(d: int, n_rows: int, policy_kwargs: dict) -> CAASLPolicy:
     obs_space = spaces.Dict(
         {
             "history": spaces.Box(-np.inf, np.inf, (n_rows, d, 2), np.float32),
@@ -35,7 +38,7 @@ def policy_for(d: int, n_rows: int) -> CAASLPolicy:
         }
     )
     action_space = spaces.Box(-1.0, 1.0, (2 * d,), np.float32)
-    return CAASLPolicy(obs_space, action_space, lambda _: 1e-3)
+    return CAASLPolicy(obs_space, action_space, lambda _: 1e-3, **policy_kwargs)
 
 
 def main() -> None:
@@ -43,26 +46,32 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--rows", type=int, default=60)
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 256])
+    parser.add_argument("--dims", type=int, nargs="+", default=[10, 20, 50])
+    parser.add_argument("--preset", default="paper", help="actor size of this preset (caasl train)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
-    policy = policy_for(10, args.rows)  # one policy for every d: nothing depends on d
+    # one policy for every d: nothing depends on d
+    policy = policy_for(10, args.rows, load_config(args.preset)["policy_kwargs"])
     print(
-        f"torch {torch.__version__}, {args.threads} thread(s), N={args.rows} rows, median of {args.repeats}"
+        f"torch {torch.__version__}, {args.threads} thread(s), N={args.rows} rows, "
+        f"actor of preset {args.preset!r}, median of {args.repeats}"
     )
-    print(f"{'d':>4} {'batch':>6} {'ms / call':>10} {'ms / design':>12}")
-    for d in (10, 20, 50):
-        for batch in (1, 256):
+    print(f"{'d':>4} {'batch':>6} {'wall ms':>10} {'CPU ms':>10} {'CPU ms/design':>14}")
+    for d in args.dims:
+        for batch in args.batches:
             obs = observation(batch, args.rows, d, rng)
             policy.predict(obs, deterministic=True)  # warm-up
-            times = []
+            wall, cpu = [], []
             for _ in range(args.repeats if batch == 1 else max(args.repeats // 4, 3)):
-                start = time.perf_counter()
+                start_wall, start_cpu = time.perf_counter(), time.process_time()
                 policy.predict(obs, deterministic=True)
-                times.append(time.perf_counter() - start)
-            ms = 1e3 * float(np.median(times))
-            print(f"{d:>4} {batch:>6} {ms:>10.2f} {ms / batch:>12.3f}")
+                wall.append(time.perf_counter() - start_wall)
+                cpu.append(time.process_time() - start_cpu)
+            ms_wall, ms_cpu = 1e3 * float(np.median(wall)), 1e3 * float(np.median(cpu))
+            print(f"{d:>4} {batch:>6} {ms_wall:>10.2f} {ms_cpu:>10.2f} {ms_cpu / batch:>14.3f}")
 
 
 if __name__ == "__main__":
