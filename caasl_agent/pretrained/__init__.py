@@ -1,0 +1,44 @@
+"""Shipped CAASL policies: ``available_policies()`` and ``load_policy(name)``.
+
+Each policy is a ``<name>.zip`` saved by :meth:`caasl_agent.CAASL.save`, next to a model card
+``<name>.md`` (command, config, seed, steps, wall time, hardware, validation return at the
+chosen checkpoint). Names say the simulator they were trained on ("linear", "sergio").
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+_DIR = Path(__file__).parent
+
+
+def available_policies() -> list[str]:
+    """Names accepted by :func:`load_policy`."""
+    return sorted(p.stem for p in _DIR.glob("*.zip"))
+
+
+def policy_path(name: str) -> Path:
+    """The ``.zip`` of a shipped policy; ``ValueError`` naming the choices if unknown."""
+    path = _DIR / f"{name}.zip"
+    if not path.is_file():
+        raise ValueError(
+            f"no shipped policy {name!r}; available: {', '.join(available_policies()) or 'none'}"
+        )
+    return path
+
+
+def policy_card(name: str) -> str:
+    """The model card (Markdown) of a shipped policy."""
+    return policy_path(name).with_suffix(".md").read_text()
+
+
+def load_policy(name: str, device: str | torch.device = "cpu"):
+    """A shipped CAASL policy; ``predict(obs, deterministic=...)`` acts on observations of any d."""
+    from caasl_agent.redq import CAASL
+
+    return CAASL.load(policy_path(name), device=device)
+
+
+__all__ = ["available_policies", "load_policy", "policy_card", "policy_path"]
