@@ -312,3 +312,27 @@ def test_reward_training_data_and_trainer_on_sergio_counts(tmp_path):
     result = trainer.run(progress=False)
     assert trainer.step == 2 and 0.0 <= result["auprc"] <= 1.0
     assert trainer.heldout[0][0].shape == (4, 16, 4, 2)  # 6 wild-type + 10 knockout cells
+
+
+def test_shipped_sergio_reward_model_beats_the_constant_prior():
+    from caasl_envs.metrics import all_metrics
+    from caasl_envs.reward.train_sergio import SERGIO_HELDOUT, SergioDatasetSampler
+
+    model = caasl_envs.load_reward_model("avici-sergio-v0")
+    assert model.expects_counts
+    x, graph = SergioDatasetSampler(**SERGIO_HELDOUT).sample((99, 1), 32)
+    with torch.inference_mode():
+        probs = model.edge_probs(x)
+    assert probs.shape == (32, 10, 10) and torch.all((probs >= 0) & (probs <= 1))
+    auprc = all_metrics(probs, graph)["auprc"]
+    # The constant prior's AUPRC is the edge density, ~1/3; per-dataset AUPRCs spread ~0.1.
+    density = graph.sum((1, 2)) / 90
+    assert (auprc - density).mean() > 4 * (auprc - density).std() / math.sqrt(32)
+    assert auprc.mean() > 0.5
+
+
+def test_sergio_env_default_reward_model_steps():
+    env = gym.make("caasl/SERGIO-v0", budget=2)
+    env.reset(seed=0)
+    _, reward, *_ = env.step(env.action_space.sample())
+    assert np.isfinite(reward)

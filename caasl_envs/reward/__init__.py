@@ -49,9 +49,21 @@ def load_reward_model(name: str | Path, **kwargs) -> RewardModel:
     )
 
 
+def _shipped_avici(name: str) -> Callable[..., RewardModel]:
+    """Loader of an :class:`AVICIModel` shipped as ``weights/<name>.pt`` (card: ``<name>.md``)."""
+
+    def load(device: str = "cpu") -> RewardModel:
+        from caasl_envs.reward.avici import AVICIModel
+
+        return AVICIModel.load(Path(__file__).parent / "weights" / f"{name}.pt", device)
+
+    return load
+
+
 register_reward_model("constant-prior", ConstantRewardModel)
 register_reward_model("partial-correlation", PartialCorrelationRewardModel)
 register_reward_model("exact-linear-gaussian", ExactLinearGaussianPosterior)
+register_reward_model("avici-sergio-v0", _shipped_avici("avici-sergio-v0"))
 register_reward_model(
     "exact-linear-scm", partial(ExactLinearGaussianPosterior, local_score="linear-scm")
 )
