@@ -4,7 +4,8 @@ Datasets: the ``caasl/SERGIO-v0`` setting at d=10 (ER degree 3, 10x-chromium-min
 50 wild-type cells and 10 knockout cells, each gene a target with probability 1/2 per cell (a
 random agent); seeds disjoint from training. Scorers:
 
-* the AVICI model on the 60 cells, and on the 50 wild-type cells alone;
+* the AVICI model on the 60 cells, on the 50 wild-type cells alone, and on 60 wild-type cells
+  (the same networks, the knockout cells replaced by wild-type ones);
 * the constant-density prior (density = the prior's expected edge density, 1/3);
 * |partial correlation| of the raw counts on rows where neither gene was knocked out;
 * |correlation| of AVICI's standardised counts (log2 CPM, zeros missing) on those rows: the
@@ -55,7 +56,11 @@ def main() -> None:
         model = AVICIModel.load(args.model)
     else:
         model = load_reward_model(args.model)
-    x, graph = SergioDatasetSampler(**SERGIO_HELDOUT).sample((777, 1 << 31), args.datasets)
+    seed = (777, 1 << 31)
+    x, graph = SergioDatasetSampler(**SERGIO_HELDOUT).sample(seed, args.datasets)
+    wild = {**SERGIO_HELDOUT, "p_obs_only": 1.0}
+    x_wild, graph_wild = SergioDatasetSampler(**wild).sample(seed, args.datasets)
+    assert torch.equal(graph, graph_wild) and torch.equal(x[:, :50], x_wild[:, :50])
     density = float(graph.sum() / (graph.shape[0] * 90))
     print(f"# SERGIO held-out: d=10, {args.datasets} datasets, true edge density {density:.3f}")
     print("| scorer | AUROC | AUPRC | E-SHD | E[correct entries] | F1 |")
@@ -63,6 +68,7 @@ def main() -> None:
     runs = [
         (f"AVICI {args.model}, 50 wild-type + 10 knockout cells", model.edge_probs, x),
         (f"AVICI {args.model}, 50 wild-type cells", model.edge_probs, x[:, :50]),
+        (f"AVICI {args.model}, 60 wild-type cells", model.edge_probs, x_wild),
         ("constant prior (1/3)", ConstantRewardModel(1 / 3).edge_probs, x),
         ("partial correlation of counts", PartialCorrelationRewardModel().edge_probs, x),
         ("correlation of log2-CPM counts", correlation_scores, x),

@@ -23,6 +23,7 @@ from dataclasses import dataclass, fields, replace
 import numpy as np
 import torch
 
+from caasl_envs.reward.avici import AVICIModel
 from caasl_envs.reward.train import TrainConfig, Trainer, heldout_set
 from caasl_envs.rng import BatchedRNG
 from caasl_envs.scm import Measurement, SergioGRN, SergioPrior
@@ -146,6 +147,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=4000)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--technical-noise", default="10x-chromium-mini")
+    parser.add_argument("--init", default=None, help="start from these weights (.pt)")
+    parser.add_argument(
+        "--n-int", type=int, nargs=2, default=(0, 10), help="knockout cells per dataset, LOW HIGH"
+    )
+    parser.add_argument(
+        "--target-prob",
+        type=float,
+        nargs=2,
+        default=(0.05, 0.6),
+        help="per-gene target probability range",
+    )
     parser.add_argument("--time-limit", type=float, default=None, help="seconds")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None)
@@ -164,10 +176,14 @@ def main(argv: list[str] | None = None) -> None:
         device=args.device,
         threads=args.threads,
         model=dict(MODEL),
-        data=dict(prior=prior),
+        data=dict(
+            prior=prior, n_int_range=tuple(args.n_int), target_prob_range=tuple(args.target_prob)
+        ),
         eval_data=dict(SERGIO_HELDOUT, prior=prior),
     )
     trainer = make_trainer(config)
+    if args.init:
+        trainer.model.load_state_dict(AVICIModel.load(args.init).state_dict())
     result = trainer.run(progress=not args.no_progress)
     print(json.dumps({"step": trainer.step, "elapsed_s": round(trainer.elapsed_s, 1), **result}))
     if args.export:
