@@ -50,25 +50,35 @@ def main() -> None:
     parser.add_argument("--datasets", type=int, default=256)
     parser.add_argument("--model", default="avici-sergio-v0", help="registered name or .pt file")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--n-int", type=int, default=10, help="knockout cells per dataset")
+    parser.add_argument("--target-prob", type=float, default=0.5, help="per gene and cell")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.model.endswith(".pt"):
         model = AVICIModel.load(args.model)
     else:
         model = load_reward_model(args.model)
-    seed = (777, 1 << 31)
-    x, graph = SergioDatasetSampler(**SERGIO_HELDOUT).sample(seed, args.datasets)
-    wild = {**SERGIO_HELDOUT, "p_obs_only": 1.0}
+    seed, k = (777, 1 << 31), args.n_int
+    setting = {
+        **SERGIO_HELDOUT,
+        "n_int_range": (k, k),
+        "target_prob_range": (args.target_prob, args.target_prob),
+    }
+    x, graph = SergioDatasetSampler(**setting).sample(seed, args.datasets)
+    wild = {**setting, "p_obs_only": 1.0}
     x_wild, graph_wild = SergioDatasetSampler(**wild).sample(seed, args.datasets)
     assert torch.equal(graph, graph_wild) and torch.equal(x[:, :50], x_wild[:, :50])
     density = float(graph.sum() / (graph.shape[0] * 90))
-    print(f"# SERGIO held-out: d=10, {args.datasets} datasets, true edge density {density:.3f}")
+    print(
+        f"# SERGIO held-out: d=10, {args.datasets} datasets, true edge density {density:.3f}, "
+        f"{k} knockout cells (targets w.p. {args.target_prob})"
+    )
     print("| scorer | AUROC | AUPRC | E-SHD | E[correct entries] | F1 |")
     print("|---|---|---|---|---|---|")
     runs = [
-        (f"AVICI {args.model}, 50 wild-type + 10 knockout cells", model.edge_probs, x),
+        (f"AVICI {args.model}, 50 wild-type + {k} knockout cells", model.edge_probs, x),
         (f"AVICI {args.model}, 50 wild-type cells", model.edge_probs, x[:, :50]),
-        (f"AVICI {args.model}, 60 wild-type cells", model.edge_probs, x_wild),
+        (f"AVICI {args.model}, {50 + k} wild-type cells", model.edge_probs, x_wild),
         ("constant prior (1/3)", ConstantRewardModel(1 / 3).edge_probs, x),
         ("partial correlation of counts", PartialCorrelationRewardModel().edge_probs, x),
         ("correlation of log2-CPM counts", correlation_scores, x),
