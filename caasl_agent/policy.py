@@ -258,30 +258,24 @@ class CAASLPolicy(SACPolicy):
         self.share_features_extractor = False
         self._build(lr_schedule)
 
-    def _encoder_kwargs(
-        self, defaults: dict[str, Any], overrides: dict[str, Any]
-    ) -> dict[str, Any]:
-        return {**defaults, **overrides, "standardization": self.standardization}
+    def _network_args(self, default_encoder: dict[str, Any], encoder: dict[str, Any]) -> tuple:
+        """Positional arguments shared by the actor and critic constructors."""
+        encoder_kwargs = {**default_encoder, **encoder, "standardization": self.standardization}
+        return (
+            self.observation_space,
+            self.action_space,
+            encoder_kwargs,
+            self.net_arch,
+            self.activation_fn,
+        )
 
     def make_actor(self, features_extractor=None) -> EquivariantActor:
-        return EquivariantActor(
-            self.observation_space,
-            self.action_space,
-            self._encoder_kwargs(DEFAULT_ACTOR_ENCODER, self.actor_encoder_kwargs),
-            self.net_arch,
-            self.activation_fn,
-            self.log_std_bounds,
-        ).to(self.device)
+        args = self._network_args(DEFAULT_ACTOR_ENCODER, self.actor_encoder_kwargs)
+        return EquivariantActor(*args, self.log_std_bounds).to(self.device)
 
     def make_critic(self, features_extractor=None) -> EnsembleCritic:
-        return EnsembleCritic(
-            self.observation_space,
-            self.action_space,
-            self._encoder_kwargs(DEFAULT_CRITIC_ENCODER, self.critic_encoder_kwargs),
-            self.net_arch,
-            self.activation_fn,
-            self.n_critics,
-        ).to(self.device)
+        args = self._network_args(DEFAULT_CRITIC_ENCODER, self.critic_encoder_kwargs)
+        return EnsembleCritic(*args, self.n_critics).to(self.device)
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         return dict(
