@@ -39,7 +39,14 @@ def main() -> None:
     torch.set_num_threads(1)
     encoder = dict(embed_dim=16, n_layers=1, n_heads=2, ff_dim=32, dropout=0.0)
     print(f"{'algorithm':<10} {'extractor':<10} final E[correct entries]")
-    for name, algorithm in {"SAC": SAC, "TD3": TD3, "TQC": TQC, "PPO": PPO, "A2C": A2C}.items():
+    algorithms = {
+        "SAC": (SAC, {}),
+        "TD3": (TD3, {}),
+        "TQC": (TQC, {}),
+        "PPO": (PPO, dict(n_steps=64, batch_size=64)),  # 64 x 8 envs per rollout
+        "A2C": (A2C, {}),
+    }
+    for name, (algorithm, kwargs) in algorithms.items():
         for extractor in ("default", "caasl"):
             env = caasl_envs.make_sb3_vec_env(
                 "caasl/LinearGaussian-v0", n_envs=8, seed=0, **ENV_KWARGS
@@ -50,7 +57,9 @@ def main() -> None:
                     features_extractor_class=CAASLFeaturesExtractor,
                     features_extractor_kwargs=encoder,
                 )
-            model = algorithm("MultiInputPolicy", env, seed=0, policy_kwargs=policy_kwargs)
+            model = algorithm(
+                "MultiInputPolicy", env, seed=0, policy_kwargs=policy_kwargs, **kwargs
+            )
             model.learn(args.timesteps)
             print(f"{name:<10} {extractor:<10} {heldout_score(model):.2f}")
 
