@@ -204,6 +204,24 @@ def plot_learning_curve(history: list[dict[str, float]], random_mean: float, pat
     plt.close(fig)
 
 
+def model_from_config(
+    config: dict[str, Any], env, tensorboard_log: str | None = None, verbose: int = 0
+) -> CAASL:
+    """A new :class:`CAASL` on ``env`` with the preset's algorithm and policy settings."""
+    algorithm = dict(config.get("algorithm") or {})
+    if isinstance(algorithm.get("train_freq"), list):
+        algorithm["train_freq"] = tuple(algorithm["train_freq"])
+    return CAASL(
+        env,
+        seed=config["seed"],
+        device=config.get("device", "auto"),
+        tensorboard_log=tensorboard_log,
+        policy_kwargs=config.get("policy_kwargs"),
+        verbose=verbose,
+        **algorithm,
+    )
+
+
 def train(
     config: dict[str, Any],
     output_dir: str | Path,
@@ -238,22 +256,11 @@ def train(
     env = caasl_envs.make_sb3_vec_env(
         env_id, n_envs=config["n_envs"], seed=config["seed"], **env_kwargs
     )
-    algorithm = dict(config.get("algorithm") or {})
-    if isinstance(algorithm.get("train_freq"), list):
-        algorithm["train_freq"] = tuple(algorithm["train_freq"])
     if resume is not None:
         model = CAASL.load(resume, env=env, device=config.get("device", "auto"))
         model.tensorboard_log = str(output / "tb")
     else:
-        model = CAASL(
-            env,
-            seed=config["seed"],
-            device=config.get("device", "auto"),
-            tensorboard_log=str(output / "tb"),
-            policy_kwargs=config.get("policy_kwargs"),
-            verbose=verbose,
-            **algorithm,
-        )
+        model = model_from_config(config, env, tensorboard_log=str(output / "tb"), verbose=verbose)
     evaluation = config["evaluation"]
     n = config["n_envs"]
     eval_callback = DesignEvalCallback(

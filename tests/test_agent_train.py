@@ -2,10 +2,12 @@
 
 import json
 
+import pytest
 from agent_toy_env import one_torch_thread  # noqa: F401 (autouse fixture)
 
+import caasl_envs
 from caasl_agent.cli import build_parser
-from caasl_agent.train import available_presets, load_config, train
+from caasl_agent.train import available_presets, load_config, model_from_config, train
 
 TINY = dict(embed_dim=8, n_layers=1, n_heads=2, ff_dim=16, dropout=0.0)
 
@@ -29,6 +31,19 @@ def test_presets_exist():
     paper = load_config("paper")
     assert paper["n_envs"] == 1000 and paper["algorithm"]["batch_size"] == 4096
     assert load_config("sergio")["policy_kwargs"]["standardization"] == "counts"
+
+
+@pytest.mark.parametrize("preset", available_presets())
+def test_every_preset_builds_a_model(preset):
+    config = load_config(preset)
+    config["algorithm"]["buffer_size"] = 100  # the presets' buffers are GBs
+    env_kwargs = dict(d=3, n0=4, budget=2, reward_model="partial-correlation")
+    env = caasl_envs.make_sb3_vec_env(config["env_id"], n_envs=2, seed=0, **env_kwargs)
+    model = model_from_config(config, env)
+    assert len(model.critic.q_networks) == config["algorithm"]["ensemble_size"]
+    assert model.gamma == config["algorithm"]["gamma"]
+    expected_entries = 1 if "SERGIO" in config["env_id"] else 2  # targets only
+    assert model.action_space.shape == (expected_entries * 3,)
 
 
 def test_train_writes_models_curves_and_results_and_resumes(tmp_path):
