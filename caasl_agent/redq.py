@@ -169,10 +169,17 @@ class CAASL(SAC):
     def train(self, gradient_steps: int, batch_size: int = 64) -> None:
         self.policy.set_training_mode(True)
         progress = self._current_progress_remaining
-        update_learning_rate(self.actor.optimizer, self.lr_schedule(progress))
-        update_learning_rate(self.critic.optimizer, self.critic_lr_schedule(progress))
+        rates = {
+            "learning_rate": self.lr_schedule(progress),
+            "critic_learning_rate": self.critic_lr_schedule(progress),
+        }
+        update_learning_rate(self.actor.optimizer, rates["learning_rate"])
+        update_learning_rate(self.critic.optimizer, rates["critic_learning_rate"])
         if self.ent_coef_optimizer is not None:
-            update_learning_rate(self.ent_coef_optimizer, self.ent_coef_lr_schedule(progress))
+            rates["ent_coef_learning_rate"] = self.ent_coef_lr_schedule(progress)
+            update_learning_rate(self.ent_coef_optimizer, rates["ent_coef_learning_rate"])
+        for name, rate in rates.items():
+            self.logger.record(f"train/{name}", rate)
         self.target_entropy = self._current_target_entropy()
 
         critic_losses, actor_losses, ent_coef_losses, ent_coefs, q_means = [], [], [], [], []
