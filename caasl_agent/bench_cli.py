@@ -126,7 +126,12 @@ def _demo(args: argparse.Namespace) -> None:
     suite = Suite("demo", 1, (Setting("default", args.env, {}, args.env),), episodes=args.episodes)
     agents = [*BASELINES, *_shipped_caasl(simulator)]
     results = benchmark(
-        agents, suite=suite, seed=args.seed, reward_model=reward_model, reference="random"
+        agents,
+        suite=suite,
+        seed=args.seed,
+        modes=_modes(args.mode),
+        reward_model=reward_model,
+        reference="random",
     )
     results.save(args.out)
     results.print()
@@ -143,6 +148,9 @@ def add_demo_parser(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--reward-model", default=None, help="registered reward-model name (default: the env's)"
+    )
+    p.add_argument(
+        "--mode", choices=("deterministic", "stochastic", "both"), default="deterministic"
     )
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument("--out", default="results/demo")
