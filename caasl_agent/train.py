@@ -143,6 +143,8 @@ class DesignEvalCallback(BaseCallback):
         self.random_mean = float("nan")
 
     def _on_training_start(self) -> None:
+        # A resumed model starts at its saved step count: evaluate every_steps from there.
+        self._next = self.num_timesteps + self.every_steps
         action_size = self.model.action_space.shape[0]
         random = evaluate_designer(
             random_designer(action_size, self.seed),

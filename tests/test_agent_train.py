@@ -65,6 +65,8 @@ def test_train_writes_models_curves_and_results_and_resumes(tmp_path):
         tiny_config(), tmp_path / "resumed", device="cpu", resume=out / "final_model.zip", verbose=0
     )
     assert resumed["timesteps"] == 192
+    evaluated = (tmp_path / "resumed" / "evaluations.csv").read_text().splitlines()[1:]
+    assert [int(row.split(",")[0]) for row in evaluated] == [144, 192]
 
 
 def test_cli_has_train_subcommand():
