@@ -149,9 +149,9 @@ def add_demo_parser(subparsers) -> None:
     p.add_argument(
         "--reward-model", default=None, help="registered reward-model name (default: the env's)"
     )
-    p.add_argument(
-        "--mode", choices=("deterministic", "stochastic", "both"), default="deterministic"
-    )
+    # Shipped CAASL policies were selected as sampled policies (their deterministic action is
+    # poor, see the model cards); baselines do not depend on the mode.
+    p.add_argument("--mode", choices=("deterministic", "stochastic", "both"), default="stochastic")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument("--out", default="results/demo")
     p.set_defaults(func=_demo)
