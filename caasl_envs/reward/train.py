@@ -482,6 +482,11 @@ def main(argv: list[str] | None = None) -> None:
         trainer.load(checkpoint)
     else:
         trainer = Trainer(config)
+    run_and_export(trainer, args)
+
+
+def run_and_export(trainer: Trainer, args: argparse.Namespace) -> None:
+    """The CLIs' common tail: train, print the result as JSON, export weights if asked."""
     result = trainer.run(progress=not args.no_progress)
     print(json.dumps({"step": trainer.step, "elapsed_s": round(trainer.elapsed_s, 1), **result}))
     if args.export:

@@ -17,14 +17,13 @@ Command line: ``python -m caasl_envs.reward.train_sergio --help``.
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import dataclass, fields, replace
 
 import numpy as np
 import torch
 
 from caasl_envs.reward.avici import AVICIModel
-from caasl_envs.reward.train import TrainConfig, Trainer, heldout_set
+from caasl_envs.reward.train import TrainConfig, Trainer, heldout_set, run_and_export
 from caasl_envs.rng import BatchedRNG
 from caasl_envs.scm import Measurement, SergioGRN, SergioPrior
 
@@ -184,10 +183,7 @@ def main(argv: list[str] | None = None) -> None:
     trainer = make_trainer(config)
     if args.init:
         trainer.model.load_state_dict(AVICIModel.load(args.init).state_dict())
-    result = trainer.run(progress=not args.no_progress)
-    print(json.dumps({"step": trainer.step, "elapsed_s": round(trainer.elapsed_s, 1), **result}))
-    if args.export:
-        print(f"weights written to {trainer.model.save(args.export)}")
+    run_and_export(trainer, args)
 
 
 if __name__ == "__main__":
