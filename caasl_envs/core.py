@@ -168,7 +168,6 @@ class CausalDesignCore:
         self.graph = self.system.graph.to(self.device)
         self.probs = self._edge_probs()
         self.score = score(self.reward_kind, self.probs, self.graph)
-        self.initial_score = self.score
         return {"score": self.score, **self._summary(self.probs)}
 
     def step(self, action: torch.Tensor) -> StepResult:
