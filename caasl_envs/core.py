@@ -45,22 +45,6 @@ def _registered_reward_model(name: str, device: str) -> RewardModel:
     return model.to(device) if hasattr(model, "to") else model
 
 
-def score(kind: str, probs: torch.Tensor, graph: torch.Tensor) -> torch.Tensor:
-    """The quantity whose per-step increase is the reward, ``(B,)`` float64.
-
-    ``correct_entries``: expected number of correct off-diagonal adjacency entries.
-    ``bce``: ``1 - mean`` binary cross-entropy of ``probs`` against the graph (off-diagonal).
-    """
-    if kind == "correct_entries":
-        return metrics.expected_correct_entries(probs, graph)
-    d = probs.shape[-1]
-    off = ~torch.eye(d, dtype=torch.bool, device=probs.device)
-    p = probs.double()[:, off].clamp(1e-7, 1 - 1e-7)
-    g = graph.double()[:, off]
-    bce = -(g * p.log() + (1 - g) * (1 - p).log()).mean(-1)
-    return 1.0 - bce
-
-
 @dataclass
 class StepResult:
     """Tensors of one batched step; ``metrics`` is empty when no forward ran this step."""
@@ -167,8 +151,9 @@ class CausalDesignCore:
         self.t = 0
         self.graph = self.system.graph.to(self.device)
         self.probs = self._edge_probs()
-        self.score = score(self.reward_kind, self.probs, self.graph)
-        return {"score": self.score, **self._summary(self.probs)}
+        summary = self._evaluate(self.probs)
+        self.score = summary["score"]
+        return summary
 
     def step(self, action: torch.Tensor) -> StepResult:
         """Run one experiment in every environment. ``action`` is ``(B, A)``."""
@@ -189,10 +174,9 @@ class CausalDesignCore:
         step_metrics: dict[str, torch.Tensor] = {}
         if self.reward_schedule == "dense" or terminated:
             self.probs = self._edge_probs()
-            new_score = score(self.reward_kind, self.probs, self.graph)
-            reward = new_score - self.score
-            self.score = new_score
-            step_metrics = {"score": new_score, **self._summary(self.probs)}
+            step_metrics = self._evaluate(self.probs)
+            reward = step_metrics["score"] - self.score
+            self.score = step_metrics["score"]
         final = metrics.all_metrics(self.probs, self.graph) if terminated else None
         return StepResult(reward, terminated, step_metrics, final)
 
@@ -237,9 +221,21 @@ class CausalDesignCore:
             )
         return probs.to(self.device)
 
-    def _summary(self, probs: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _evaluate(self, probs: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per-step summary ``(B,)`` each: ``score`` (whose increase is the reward),
+        ``expected_correct_entries`` and ``eshd``.
+
+        ``correct_entries`` scores the expected number of correct off-diagonal entries;
+        ``bce`` scores ``1 - mean`` binary cross-entropy against the graph.
+        """
+        correct = metrics.expected_correct_entries(probs, self.graph)
+        if self.reward_kind == "correct_entries":
+            value = correct
+        else:
+            value = 1.0 - metrics.mean_bce(probs, self.graph)
         return {
-            "expected_correct_entries": metrics.expected_correct_entries(probs, self.graph),
+            "score": value,
+            "expected_correct_entries": correct,
             "eshd": metrics.eshd(probs, self.graph),
         }
 

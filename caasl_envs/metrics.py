@@ -17,6 +17,7 @@ __all__ = [
     "edge_f1",
     "eshd",
     "expected_correct_entries",
+    "mean_bce",
     "precision_recall_f1",
     "shd",
 ]
@@ -43,6 +44,14 @@ def expected_correct_entries(probs: torch.Tensor, graph: torch.Tensor) -> torch.
     _check(probs, graph)
     p, g = _offdiag(probs.double()), _offdiag(graph.double())
     return (g * p + (1 - g) * (1 - p)).sum(-1)
+
+
+def mean_bce(probs: torch.Tensor, graph: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
+    """Mean binary cross-entropy of ``probs`` (clipped to ``[eps, 1 - eps]``) against the graph."""
+    _check(probs, graph)
+    p = _offdiag(probs.double()).clamp(eps, 1 - eps)
+    g = _offdiag(graph.double())
+    return -(g * p.log() + (1 - g) * (1 - p).log()).mean(-1)
 
 
 def eshd(probs: torch.Tensor, graph: torch.Tensor) -> torch.Tensor:

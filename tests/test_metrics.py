@@ -89,3 +89,13 @@ def test_metrics_reject_bad_input():
         metrics.eshd(torch.rand(2, 3, 3), torch.rand(2, 4, 4))
     with pytest.raises(ValueError, match="NaN"):
         metrics.expected_correct_entries(torch.full((1, 3, 3), float("nan")), torch.zeros(1, 3, 3))
+
+
+def test_mean_bce_matches_sklearn_log_loss():
+    from sklearn.metrics import log_loss
+
+    probs, graph = random_case(6)
+    bce = metrics.mean_bce(probs.double(), graph)
+    for b in range(probs.shape[0]):
+        y, s = offdiag(graph[b].numpy()), offdiag(probs[b].double().numpy())
+        assert bce[b].item() == pytest.approx(log_loss(y, s, labels=[0, 1]), abs=1e-9)
