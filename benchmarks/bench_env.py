@@ -24,16 +24,6 @@ from caasl_envs import CausalDesignEnv, CausalDesignVectorEnv
 SETTING = {**caasl_envs.ENV_IDS["caasl/LinearGaussian-v0"]}
 
 
-def real_reward_model(name: str):
-    if name in caasl_envs.available_reward_models():
-        return caasl_envs.load_reward_model(name), name
-    from caasl_envs.reward.avici import AVICIModel
-
-    # Forward cost does not depend on the weights: an untrained model of the shipped size times the same.
-    model = AVICIModel(dim=32, layers=2, num_heads=4, key_size=8).eval()
-    return model, f"{name}-sized AVICI, untrained"
-
-
 def steps_per_second(make_and_run, min_seconds: float) -> float:
     steps, start = 0, time.perf_counter()
     while True:
@@ -103,7 +93,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    real, real_name = real_reward_model(args.reward_model)
+    real, real_name = caasl_envs.load_reward_model(args.reward_model), args.reward_model
     models = [
         ("trivial (constant prior)", caasl_envs.load_reward_model("constant-prior")),
         (real_name, real),
