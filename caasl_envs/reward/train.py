@@ -238,13 +238,17 @@ def _lr_factor(step: int, config: TrainConfig) -> float:
 
 
 class Trainer:
-    """Owns model, optimiser, schedule and the acyclicity dual; ``run()`` trains to ``config.steps``."""
+    """Owns model, optimiser, schedule and the acyclicity dual; ``run()`` trains to ``config.steps``.
 
-    def __init__(self, config: TrainConfig):
+    :param sampler_class: the dataset sampler, built from ``config.data`` (training) and
+        ``config.eval_data`` (held-out set); e.g. ``SergioDatasetSampler`` for count data.
+    """
+
+    def __init__(self, config: TrainConfig, sampler_class: type = LinearDatasetSampler):
         self.config = config
         self.device = resolve_device(config.device)
         torch.manual_seed(config.seed)
-        self.sampler = LinearDatasetSampler(**_tuplify(config.data))
+        self.sampler = sampler_class(**_tuplify(config.data))
         self.model = AVICIModel(**config.model).to(self.device)
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
@@ -259,7 +263,7 @@ class Trainer:
         self.history: list[dict] = []
         self.out = Path(config.out_dir)
         self.heldout = heldout_set(
-            LinearDatasetSampler(**_tuplify(config.eval_data)), config.eval_datasets, config.seed
+            sampler_class(**_tuplify(config.eval_data)), config.eval_datasets, config.seed
         )
 
     # checkpoints -------------------------------------------------------------------------

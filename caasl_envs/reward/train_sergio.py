@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from caasl_envs.reward.avici import AVICIModel
-from caasl_envs.reward.train import TrainConfig, Trainer, heldout_set, run_and_export
+from caasl_envs.reward.train import TrainConfig, Trainer, run_and_export
 from caasl_envs.rng import BatchedRNG
 from caasl_envs.scm import Measurement, SergioGRN, SergioPrior
 
@@ -121,17 +121,7 @@ SERGIO_HELDOUT = dict(
 def make_trainer(config: TrainConfig) -> Trainer:
     """The generic :class:`Trainer` with SERGIO data for training (``config.data``) and held-out
     evaluation (``config.eval_data``)."""
-    trainer = Trainer(replace(config, data={}, eval_data={}, eval_datasets=1))
-    trainer.config = config
-    trainer.sampler = SergioDatasetSampler(**_tuplify(config.data))
-    trainer.heldout = heldout_set(
-        SergioDatasetSampler(**_tuplify(config.eval_data)), config.eval_datasets, config.seed
-    )
-    return trainer
-
-
-def _tuplify(data: dict) -> dict:
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+    return Trainer(config, sampler_class=SergioDatasetSampler)
 
 
 #: The shipped model's size (AVICI's architecture, small enough to train on a CPU).
