@@ -409,3 +409,23 @@ def test_sergio_suite_runs_target_only_baselines():
     for run in results.runs:
         assert np.isfinite(run.metrics["expected_correct_entries"]).all()
         assert run.probs.shape == (2, 5, 5)
+
+
+def test_worker_processes_give_the_same_results_as_one_process():
+    def run(workers):
+        return benchmark(
+            ["random", "observational"],
+            suite="tiny",
+            episodes=2,
+            reward_model="partial-correlation",
+            workers=workers,
+            progress=False,
+        )
+
+    here, pooled = run(1), run(2)
+    assert [(r.setting, r.agent) for r in pooled.runs] == [(r.setting, r.agent) for r in here.runs]
+    for a, b in zip(here.runs, pooled.runs):
+        np.testing.assert_array_equal(a.graphs, b.graphs)
+        np.testing.assert_array_equal(a.probs, b.probs)
+        for key in a.metrics:
+            np.testing.assert_array_equal(a.metrics[key], b.metrics[key])
