@@ -47,6 +47,7 @@ import torch
 from tqdm.auto import tqdm
 
 from caasl_agent.baselines import BASELINES, make_baseline
+from caasl_agent.policy import action_entries_per_variable
 from caasl_agent.reports import BenchmarkResults, RunRecord
 from caasl_agent.suites import Setting, Suite, get_suite
 from caasl_envs import CausalDesignVectorEnv, metrics
@@ -229,10 +230,21 @@ def agent_label(spec: Any) -> str:
 
 
 def _check_compatible(agent: Any, vec: CausalDesignVectorEnv) -> None:
-    """SB3 models with a fixed observation space cannot act at another ``d``."""
+    """SB3 models with a fixed observation space cannot act at another ``d``; CAASL policies act
+    at any ``d`` but only with the action layout they were trained for."""
     from stable_baselines3.common.base_class import BaseAlgorithm
 
-    if not isinstance(agent, BaseAlgorithm) or type(agent).__module__.startswith("caasl_agent"):
+    if not isinstance(agent, BaseAlgorithm):
+        return
+    if type(agent).__module__.startswith("caasl_agent"):
+        layouts = {1: "targets only", 2: "targets and values"}
+        have = action_entries_per_variable(agent.observation_space, agent.action_space)
+        want = 1 if vec.core.target_only else 2
+        if have != want:
+            raise IncompatibleAgentError(
+                f"this CAASL policy acts with {layouts[have]} per variable, the setting takes "
+                f"{layouts[want]} (a policy trained on another simulator?)"
+            )
         return
     want = vec.single_observation_space
     have = agent.observation_space

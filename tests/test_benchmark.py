@@ -429,3 +429,19 @@ def test_worker_processes_give_the_same_results_as_one_process():
         np.testing.assert_array_equal(a.probs, b.probs)
         for key in a.metrics:
             np.testing.assert_array_equal(a.metrics[key], b.metrics[key])
+
+
+def test_policy_of_another_simulator_is_skipped_with_the_reason():
+    knockdown = get_suite("sergio").setting("knockdown")
+    small = Setting(
+        "knockdown", knockdown.env_id, {**knockdown.overrides, "d": 5, "n0": 10, "budget": 2}
+    )
+    with pytest.warns(UserWarning, match="targets and values per variable, the setting takes"):
+        results = benchmark(
+            ["random", "caasl:caasl-linear-exact-v0"],
+            suite=Suite("sergio-small", 1, (small,), episodes=2),
+            reward_model="partial-correlation",
+            progress=False,
+        )
+    assert [r.agent for r in results.runs] == ["random"]
+    assert results.meta["skipped"][0]["agent"] == "caasl:caasl-linear-exact-v0"
