@@ -49,6 +49,22 @@ class BatchedRNG:
         out = np.stack([np.asarray(fn(g)) for g in self.generators])
         return torch.as_tensor(out, dtype=dtype, device=self.device)
 
+    def fill(
+        self,
+        fn: Callable[[np.random.Generator, np.ndarray], object],
+        shape: tuple[int, ...],
+        dtype: type = np.float32,
+    ) -> torch.Tensor:
+        """``(B, *shape)`` tensor whose row ``i`` is written in place by ``fn(generator_i, row)``.
+
+        For generator methods that take ``out=`` (``random``, ``standard_normal``, ...): large
+        draws skip the per-environment temporaries and the stacking copy of :meth:`draw`.
+        """
+        out = np.empty((len(self.generators), *shape), dtype=dtype)
+        for g, row in zip(self.generators, out):
+            fn(g, row)
+        return torch.from_numpy(out).to(self.device)
+
     def normal(self, *shape: int) -> torch.Tensor:
         return self.draw(lambda g: g.standard_normal(shape))
 

@@ -51,3 +51,17 @@ def test_graphs_depend_only_on_each_env_seed():
 def test_unknown_prior_is_rejected():
     with pytest.raises(ValueError, match="unknown graph prior"):
         sample_graphs(BatchedRNG.from_seeds([0]), "small_world", 5)
+
+
+def test_in_place_fill_draws_what_draw_draws():
+    def stacked(rng):
+        return rng.draw(lambda g: g.standard_normal((3, 4), dtype=np.float32))
+
+    def filled(rng):
+        return rng.fill(lambda g, row: g.standard_normal(dtype=np.float32, out=row), (3, 4))
+
+    a, b = BatchedRNG.from_seeds(range(5)), BatchedRNG.from_seeds(range(5))
+    for _ in range(2):  # the generators advance alike
+        x, y = stacked(a), filled(b)
+        assert y.shape == (5, 3, 4) and y.dtype == torch.float32
+        torch.testing.assert_close(x, y, rtol=0, atol=0)

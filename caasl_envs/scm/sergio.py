@@ -130,11 +130,12 @@ def _draw_uniform_normal(
     rng: BatchedRNG, n_uniform: int, n_normal: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One pass over the generators: ``(B, n_uniform)`` U(0, 1) and ``(B, n_normal)`` N(0, 1)."""
-    flat = rng.draw(
-        lambda g: np.concatenate(
-            [g.random(n_uniform, dtype=np.float32), g.standard_normal(n_normal, dtype=np.float32)]
-        )
-    )
+
+    def one(g: np.random.Generator, row: np.ndarray) -> None:
+        g.random(dtype=np.float32, out=row[:n_uniform])
+        g.standard_normal(dtype=np.float32, out=row[n_uniform:])
+
+    flat = rng.fill(one, (n_uniform + n_normal,))
     return flat[:, :n_uniform], flat[:, n_uniform:]
 
 
@@ -450,7 +451,9 @@ class SergioGRN:
         while done < self.burn_in_steps:
             if done > 0:
                 m = min(_chunk_steps(n, d), self.burn_in_steps - done)
-                noise = rng.draw(lambda g, m=m: g.standard_normal((m, n, d), dtype=np.float32))
+                noise = rng.fill(
+                    lambda g, row: g.standard_normal(dtype=np.float32, out=row), (m, n, d)
+                )
             noise = noise.to(x.device).mul_(scale)
             for t in range(noise.shape[1]):
                 production = torch.baddbmm(base, self._hill(x, half_pow), weights).clamp_(min=0.0)
