@@ -52,7 +52,7 @@ are treated alike.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 import torch
@@ -183,32 +183,23 @@ class Measurement:
         return cls(outlier_factor=torch.where(is_outlier, log_factor.exp(), 1.0), **chosen)
 
 
-@dataclass
-class SergioGRN:
-    """A batch of ``B`` gene-regulatory networks over ``d`` genes with ``C`` cell types.
+@dataclass(kw_only=True)
+class SergioDynamics:
+    """The dynamics and experiment settings shared by :class:`SergioGRN` and :class:`SergioPrior`
+    (keyword-only; validated on creation).
 
-    Half-responses (and the dropout midpoint) are computed from these parameters on creation.
-
-    :param graph: ``(B, d, d)`` 0/1 adjacency, ``graph[b, i, j] = 1`` iff gene i regulates j.
-    :param k: ``(B, d, d)`` signed interaction strengths, zero off the graph.
-    :param basal: ``(B, C, d)`` basal production rates per cell type (used for master regulators).
-    :param measurement: technical noise (``None``: no outliers, library size or dropout).
-    :param counts: whether :meth:`sample` returns Poisson counts (else the expression itself).
+    :param counts: :meth:`SergioGRN.sample` returns Poisson counts (else the expression itself).
     :param intervention: ``"knockout"`` (production x 0) or ``"knockdown"`` (x 0.5).
     :param intervention_noise: probability that each target bit of an experiment is flipped.
     :param hill: Hill coefficient (``>= 1``).
     :param decay: decay rate.
     :param noise_scale: scale ``s`` of the intrinsic (Langevin) noise.
     :param dt: Euler-Maruyama step.
-    :param burn_in_steps: nonlinear steps after the start.
+    :param burn_in_steps: nonlinear steps per cell after the start.
     :param start: ``"linear-noise"`` (fixed point + Gaussian fluctuations) or ``"fixed-point"``
         (SERGIO's start; needs ~300 burn-in steps, kept for comparison).
     """
 
-    graph: torch.Tensor
-    k: torch.Tensor
-    basal: torch.Tensor
-    measurement: Measurement | None = None
     counts: bool = True
     intervention: str = "knockout"
     intervention_noise: float = 0.0
@@ -218,11 +209,60 @@ class SergioGRN:
     dt: float = 0.01
     burn_in_steps: int = 100
     start: str = "linear-noise"
+
+    def __post_init__(self) -> None:
+        if self.intervention not in SERGIO_INTERVENTIONS:
+            raise ValueError(
+                f"unknown intervention {self.intervention!r} for SERGIO; "
+                f"expected one of {tuple(SERGIO_INTERVENTIONS)}"
+            )
+        if not 0.0 <= self.intervention_noise <= 1.0:
+            raise ValueError(
+                f"intervention_noise must be in [0, 1], got {self.intervention_noise!r}"
+            )
+        if not 1.0 <= self.hill < math.inf:
+            raise ValueError(f"hill must be a finite number >= 1, got {self.hill!r}")
+        if not (math.isfinite(self.noise_scale) and self.noise_scale >= 0):
+            raise ValueError(f"noise_scale must be finite and >= 0, got {self.noise_scale!r}")
+        if not (self.dt > 0 and self.decay > 0 and self.decay * self.dt < 1):
+            raise ValueError(
+                "need dt > 0, decay > 0 and decay * dt < 1 for a stable integration, "
+                f"got dt={self.dt!r}, decay={self.decay!r}"
+            )
+        if self.start not in STARTS:
+            raise ValueError(f"unknown start {self.start!r}; expected one of {STARTS}")
+        steps = self.burn_in_steps
+        if isinstance(steps, bool) or not isinstance(steps, int | np.integer) or steps < 0:
+            raise ValueError(f"burn_in_steps must be an integer >= 0, got {steps!r}")
+
+    def dynamics(self) -> dict:
+        """The :class:`SergioDynamics` fields of this object, as keyword arguments."""
+        return {f.name: getattr(self, f.name) for f in fields(SergioDynamics)}
+
+
+@dataclass
+class SergioGRN(SergioDynamics):
+    """A batch of ``B`` gene-regulatory networks over ``d`` genes with ``C`` cell types.
+
+    Half-responses (and the dropout midpoint) are computed from these parameters on creation.
+
+    :param graph: ``(B, d, d)`` 0/1 adjacency, ``graph[b, i, j] = 1`` iff gene i regulates j.
+    :param k: ``(B, d, d)`` signed interaction strengths, zero off the graph.
+    :param basal: ``(B, C, d)`` basal production rates per cell type (used for master regulators).
+    :param measurement: technical noise (``None``: no outliers, library size or dropout).
+
+    Keyword-only dynamics: see :class:`SergioDynamics`.
+    """
+
+    graph: torch.Tensor
+    k: torch.Tensor
+    basal: torch.Tensor
+    measurement: Measurement | None = None
     half_response: torch.Tensor = field(init=False)
     dropout_midpoint: torch.Tensor | None = field(init=False)
 
     def __post_init__(self) -> None:
-        _check_dynamics(self)
+        super().__post_init__()
         b, d = self.graph.shape[0], self.graph.shape[-1]
         if self.graph.shape != (b, d, d) or self.k.shape != (b, d, d):
             raise ValueError(
@@ -503,33 +543,8 @@ class SergioGRN:
         return (x * keep).to(torch.float32)
 
 
-def _check_dynamics(p: SergioGRN | SergioPrior) -> None:
-    """Raise a ``ValueError`` naming the first out-of-range dynamics / experiment setting."""
-    if p.intervention not in SERGIO_INTERVENTIONS:
-        raise ValueError(
-            f"unknown intervention {p.intervention!r} for SERGIO; "
-            f"expected one of {tuple(SERGIO_INTERVENTIONS)}"
-        )
-    if not 0.0 <= p.intervention_noise <= 1.0:
-        raise ValueError(f"intervention_noise must be in [0, 1], got {p.intervention_noise!r}")
-    if not 1.0 <= p.hill < math.inf:
-        raise ValueError(f"hill must be a finite number >= 1, got {p.hill!r}")
-    if not (math.isfinite(p.noise_scale) and p.noise_scale >= 0):
-        raise ValueError(f"noise_scale must be finite and >= 0, got {p.noise_scale!r}")
-    if not (p.dt > 0 and p.decay > 0 and p.decay * p.dt < 1):
-        raise ValueError(
-            "need dt > 0, decay > 0 and decay * dt < 1 for a stable integration, "
-            f"got dt={p.dt!r}, decay={p.decay!r}"
-        )
-    if p.start not in STARTS:
-        raise ValueError(f"unknown start {p.start!r}; expected one of {STARTS}")
-    steps = p.burn_in_steps
-    if isinstance(steps, bool) or not isinstance(steps, int | np.integer) or steps < 0:
-        raise ValueError(f"burn_in_steps must be an integer >= 0, got {steps!r}")
-
-
 @dataclass
-class SergioPrior:
+class SergioPrior(SergioDynamics):
     """The prior over SERGIO gene-regulatory networks an environment samples its system from.
 
     Defaults follow CAASL's SERGIO setting (DESIGN.md §3).
@@ -537,39 +552,24 @@ class SergioPrior:
     :param d: number of genes.
     :param graph: graph prior, one of :data:`~caasl_envs.graphs.GRAPH_PRIORS`.
     :param graph_degree: expected degree parameter of the graph prior.
-    :param intervention: ``"knockout"`` or ``"knockdown"``.
     :param technical_noise: a key of :data:`TECHNICAL_NOISE`.
-    :param intervention_noise: probability of flipping each target bit of an experiment.
     :param cell_types: number of cell types ``C``.
     :param basal_range: master regulators' basal rates ``~ U(low, high)`` per cell type.
     :param k_range: interaction strengths ``|K| ~ U(low, high)``.
     :param k_sign_beta: ``P(activation)`` of each regulator ``~ Beta(a, b)``.
-    :param hill: Hill coefficient (``>= 1``).
-    :param decay: decay rate.
-    :param noise_scale: intrinsic noise scale.
-    :param dt: Euler-Maruyama step.
-    :param burn_in_steps: nonlinear steps per cell after the start.
-    :param start: ``"linear-noise"`` or ``"fixed-point"`` (see :class:`SergioGRN`).
-    :param counts: return Poisson counts (``False``: continuous expression).
+
+    Keyword-only dynamics and experiment settings (intervention, intervention noise, Hill
+    coefficient, ...): see :class:`SergioDynamics`; every sampled network gets them.
     """
 
     d: int
     graph: str = "erdos_renyi"
     graph_degree: float = 3.0
-    intervention: str = "knockout"
     technical_noise: str = "10x-chromium-mini"
-    intervention_noise: float = 0.0
     cell_types: int = 5
     basal_range: tuple[float, float] = (1.0, 3.0)
     k_range: tuple[float, float] = (1.0, 5.0)
     k_sign_beta: tuple[float, float] = (0.5, 0.5)
-    hill: float = 1.0
-    decay: float = 0.8
-    noise_scale: float = 1.0
-    dt: float = 0.01
-    burn_in_steps: int = 100
-    start: str = "linear-noise"
-    counts: bool = True
 
     action_kind = "target_only"
     default_reward_model = "avici-sergio-v0"
@@ -593,7 +593,7 @@ class SergioPrior:
                 raise ValueError(f"{name} must satisfy 0 < low <= high < inf, got {(low, high)}")
         if not all(0 < a < math.inf for a in self.k_sign_beta):
             raise ValueError(f"k_sign_beta parameters must be positive, got {self.k_sign_beta}")
-        _check_dynamics(self)
+        super().__post_init__()
 
     def sample(self, rng: BatchedRNG) -> SergioGRN:
         """Draw ``B = len(rng)`` networks, one from each environment's generator."""
@@ -609,13 +609,5 @@ class SergioPrior:
             k=graph * strength * sign,
             basal=basal,
             measurement=None if setting is None else Measurement.draw(rng, setting, d),
-            counts=self.counts,
-            intervention=self.intervention,
-            intervention_noise=float(self.intervention_noise),
-            hill=float(self.hill),
-            decay=float(self.decay),
-            noise_scale=float(self.noise_scale),
-            dt=float(self.dt),
-            burn_in_steps=int(self.burn_in_steps),
-            start=self.start,
+            **self.dynamics(),
         )
