@@ -2,7 +2,8 @@
 
 A preset is a YAML file in ``caasl_agent/configs/`` (or any path) with the env id and kwargs,
 the number of envs, the :class:`~caasl_agent.CAASL` arguments (``algorithm``), the policy
-kwargs and the evaluation settings. :func:`train` writes into the output folder:
+kwargs, the evaluation settings and optionally ``normalize_reward: true`` (SB3's
+``VecNormalize`` on the rewards only). :func:`train` writes into the output folder:
 
 * ``checkpoints/`` (periodic ``CAASL.save`` files, resumable with ``--resume``),
 * ``best_model.zip``: the best policy so far by periodic evaluation on a fixed set of envs,
@@ -26,6 +27,7 @@ import numpy as np
 import torch
 import yaml
 from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback
+from stable_baselines3.common.vec_env import VecNormalize
 
 import caasl_envs
 from caasl_agent.redq import CAASL
@@ -258,6 +260,13 @@ def train(
     env = caasl_envs.make_sb3_vec_env(
         env_id, n_envs=config["n_envs"], seed=config["seed"], **env_kwargs
     )
+    if config.get("normalize_reward", False):
+        # One set of SAC settings (entropy coefficient, learning rates) then fits reward models
+        # whose per-step rewards differ by orders of magnitude (SERGIO's are ~0.01). The buffer
+        # keeps the raw rewards; SB3 rescales them when it samples. The running statistics
+        # restart on --resume.
+        gamma = (config.get("algorithm") or {}).get("gamma", 0.99)
+        env = VecNormalize(env, norm_obs=False, norm_reward=True, gamma=gamma)
     if resume is not None:
         model = CAASL.load(resume, env=env, device=config.get("device", "auto"))
         model.tensorboard_log = str(output / "tb")

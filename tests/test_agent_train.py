@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 from agent_toy_env import one_torch_thread  # noqa: F401 (autouse fixture)
 
@@ -84,3 +85,22 @@ def test_exact_posterior_preset_trains_with_the_exact_reward(tmp_path):
     config["env_kwargs"]["reward_model"] = "exact-linear-gaussian"
     results = train(config, tmp_path, device="cpu", verbose=0)
     assert results["timesteps"] == 96 and (tmp_path / "final_model.zip").is_file()
+
+
+def test_normalized_rewards_are_rescaled_when_sampled_and_stored_raw(tmp_path):
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    config = tiny_config()
+    config["normalize_reward"] = True
+    assert train(config, tmp_path, device="cpu", verbose=0)["timesteps"] == 96
+
+    env = caasl_envs.make_sb3_vec_env(config["env_id"], n_envs=1, seed=0, **config["env_kwargs"])
+    norm = VecNormalize(env, norm_obs=False, norm_reward=True, gamma=0.9)
+    model = model_from_config(config, norm)
+    model.learn(30)
+    buffer = model.replay_buffer
+    rows = np.arange(buffer.pos)
+    raw = buffer.rewards[rows, 0]
+    sampled = buffer._get_samples(rows, env=norm).rewards.numpy().ravel()
+    np.testing.assert_allclose(sampled, norm.normalize_reward(raw), rtol=1e-6)
+    assert not np.allclose(sampled, raw)  # a real rescaling, not the identity
