@@ -6,7 +6,9 @@ import argparse
 import time
 from pathlib import Path
 
+from caasl_agent._argtypes import positive_int
 from caasl_agent.baselines import BASELINES
+from caasl_envs.registration import ENV_IDS
 
 DEFAULT_AGENTS = ",".join(BASELINES)
 
@@ -73,7 +75,7 @@ def add_bench_parser(subparsers) -> None:
         "--settings", default=None, help="comma-separated subset of the suite's settings"
     )
     p.add_argument(
-        "--episodes", type=int, default=None, help="episodes per setting (suite default)"
+        "--episodes", type=positive_int, default=None, help="episodes per setting (suite default)"
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
@@ -87,8 +89,10 @@ def add_bench_parser(subparsers) -> None:
     p.add_argument(
         "--reference", default=None, help="agent for paired comparisons (default: first)"
     )
-    p.add_argument("--workers", type=int, default=1, help="settings run in parallel processes")
-    p.add_argument("--threads", type=int, default=1, help="torch threads per process")
+    p.add_argument(
+        "--workers", type=positive_int, default=1, help="settings run in parallel processes"
+    )
+    p.add_argument("--threads", type=positive_int, default=1, help="torch threads per process")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default="results/bench")
     p.add_argument("--no-plots", action="store_true")
@@ -111,7 +115,6 @@ def _demo(args: argparse.Namespace) -> None:
     from caasl_agent.evaluation import benchmark
     from caasl_agent.suites import Setting, Suite
     from caasl_envs import available_reward_models
-    from caasl_envs.registration import ENV_IDS
     from caasl_envs.scm import SIMULATORS
 
     torch.set_num_threads(args.threads)
@@ -143,8 +146,8 @@ def add_demo_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "demo", help="a quick benchmark of the baselines on the default environment"
     )
-    p.add_argument("--env", default="caasl/LinearGaussian-v0")
-    p.add_argument("--episodes", type=int, default=50)
+    p.add_argument("--env", default="caasl/LinearGaussian-v0", choices=list(ENV_IDS))
+    p.add_argument("--episodes", type=positive_int, default=50)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--reward-model", default=None, help="registered reward-model name (default: the env's)"
@@ -152,6 +155,6 @@ def add_demo_parser(subparsers) -> None:
     # Shipped CAASL policies were selected as sampled policies (their deterministic action is
     # poor, see the model cards); baselines do not depend on the mode.
     p.add_argument("--mode", choices=("deterministic", "stochastic", "both"), default="stochastic")
-    p.add_argument("--threads", type=int, default=1, help="torch threads")
+    p.add_argument("--threads", type=positive_int, default=1, help="torch threads")
     p.add_argument("--out", default="results/demo")
     p.set_defaults(func=_demo)

@@ -15,6 +15,9 @@ from caasl_agent.train import add_train_parser
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="caasl", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--traceback", action="store_true", help="show the full traceback of an error"
+    )
     subparsers = parser.add_subparsers(dest="command", required=True)
     add_demo_parser(subparsers)
     add_bench_parser(subparsers)
@@ -23,8 +26,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
-    args.func(args)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except (ValueError, FileNotFoundError) as err:
+        # Bad input (unknown suite, agent spec, reward model, file, ...) is a usage error:
+        # one line naming the problem, exit status 2, as argparse does for its own checks.
+        if args.traceback:
+            raise
+        parser.exit(2, f"caasl {args.command}: error: {err}\n")
 
 
 if __name__ == "__main__":

@@ -51,7 +51,7 @@ from caasl_agent.policy import action_entries_per_variable
 from caasl_agent.reports import BenchmarkResults, RunRecord
 from caasl_agent.suites import Setting, Suite, get_suite
 from caasl_envs import CausalDesignVectorEnv, metrics
-from caasl_envs.reward import RewardModel
+from caasl_envs.reward import RewardModel, available_reward_models
 from caasl_envs.scm import SIMULATORS
 
 __all__ = [
@@ -301,6 +301,24 @@ def reward_model_for(reward_model: Any, setting: Setting) -> Any:
     return reward_model
 
 
+def _check_reward_models(reward_model: Any, model_of: dict[str, Any], suite: Suite) -> None:
+    """Fail before any run, not when the setting with the typo comes up hours later."""
+    if isinstance(reward_model, Mapping):
+        unknown = sorted(set(reward_model) - {"*", *suite.names()})
+        if unknown:
+            raise ValueError(
+                f"reward-model overrides for settings that suite {suite.name!r} does not have: "
+                f"{unknown}; its settings: {suite.names()}"
+            )
+    names = available_reward_models()
+    for setting, model in model_of.items():
+        if isinstance(model, str) and model not in names and not Path(model).is_dir():
+            raise ValueError(
+                f"unknown reward model {model!r} for setting {setting!r}; registered: {names} "
+                "(or a folder with an official AVICI checkpoint)"
+            )
+
+
 def reward_model_name(model: Any) -> str:
     return model if isinstance(model, str) else f"{type(model).__name__} (object)"
 
@@ -442,7 +460,14 @@ def benchmark(
     :param out: when given, write every report there (:meth:`BenchmarkResults.save`).
     """
     suite = get_suite(suite)
-    episodes = suite.episodes if episodes is None else int(episodes)
+    if episodes is None:
+        episodes = suite.episodes
+    if isinstance(episodes, bool) or not isinstance(episodes, int | np.integer) or episodes < 1:
+        raise ValueError(f"episodes must be an integer >= 1, got {episodes!r}")
+    if isinstance(workers, bool) or not isinstance(workers, int | np.integer) or workers < 1:
+        raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
+    if settings is not None and len(settings) == 0:
+        raise ValueError(f"no settings selected; suite {suite.name!r} has {suite.names()}")
     for mode in modes:
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
@@ -464,6 +489,7 @@ def benchmark(
     }
     chosen = suite.select(list(settings) if settings is not None else None)
     model_of = {s.name: reward_model_for(reward_model, s) for s in chosen}
+    _check_reward_models(reward_model, model_of, suite)
     tasks = [
         _Task(
             setting=s,

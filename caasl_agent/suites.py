@@ -85,13 +85,15 @@ class Suite:
         if not self.settings:
             raise ValueError(f"suite {self.name!r} has no settings")
 
+    def names(self) -> list[str]:
+        """The settings' names, in suite order."""
+        return [s.name for s in self.settings]
+
     def setting(self, name: str) -> Setting:
         for s in self.settings:
             if s.name == name:
                 return s
-        raise ValueError(
-            f"suite {self.name!r} has no setting {name!r}; settings: {[s.name for s in self.settings]}"
-        )
+        raise ValueError(f"suite {self.name!r} has no setting {name!r}; settings: {self.names()}")
 
     def select(self, names: list[str] | None) -> tuple[Setting, ...]:
         """The named settings in suite order (all when ``names`` is ``None``)."""

@@ -30,7 +30,9 @@ from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback
 from stable_baselines3.common.vec_env import VecNormalize
 
 import caasl_envs
+from caasl_agent._argtypes import positive_int
 from caasl_agent.redq import CAASL
+from caasl_envs.core import resolve_device
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 #: reward models tried, in order, for ``reward_model: auto``
@@ -250,6 +252,15 @@ def train(
     }.items():
         if value is not None:
             config[key] = value
+    if int(config["total_timesteps"]) < 1 or int(config["n_envs"]) < 1:
+        raise ValueError(
+            f"total_timesteps and n_envs must be >= 1, got {config['total_timesteps']} "
+            f"and {config['n_envs']}"
+        )
+    try:
+        resolve_device(config.get("device", "auto"))
+    except RuntimeError as err:  # torch's message lists every device type it knows
+        raise ValueError(f"unknown device {config.get('device')!r}: {err}") from None
     output = Path(output_dir)
     (output / "checkpoints").mkdir(parents=True, exist_ok=True)
     env_id = config["env_id"]
@@ -376,10 +387,10 @@ def add_train_parser(subparsers) -> None:
     )
     p.add_argument("--output-dir", default=None, help="default: runs/<config>-seed<seed>")
     p.add_argument("--device", default=None, help="auto, cpu, cuda, ... (default: the preset's)")
-    p.add_argument("--n-envs", type=int, default=None)
-    p.add_argument("--total-timesteps", type=int, default=None)
+    p.add_argument("--n-envs", type=positive_int, default=None)
+    p.add_argument("--total-timesteps", type=positive_int, default=None)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--resume", default=None, help="a checkpoint .zip to continue training from")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
     p.add_argument("--progress-bar", action="store_true")
     p.set_defaults(func=_train_command)

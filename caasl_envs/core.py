@@ -14,6 +14,7 @@ Data flow of one step (DESIGN §2)::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 
@@ -36,6 +37,9 @@ def resolve_device(device: str | torch.device) -> torch.device:
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+_INTEGER_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 
 
 @cache
@@ -125,6 +129,9 @@ class CausalDesignCore:
             reward_model = self.prior.default_reward_model
         if isinstance(reward_model, str):
             reward_model = _registered_reward_model(reward_model, str(self.device))
+            # A model loaded by name gets the environment's prior where it has one to match.
+            if callable(getattr(reward_model, "for_prior", None)):
+                reward_model = reward_model.for_prior(self.prior)
         if not callable(getattr(reward_model, "edge_probs", None)):
             raise TypeError(
                 f"reward_model must have an edge_probs(x, mask) method, got {reward_model!r}"
@@ -184,19 +191,18 @@ class CausalDesignCore:
     def decode_action(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Validate and clip ``(B, A)`` actions -> targets ``(B, d)`` bool, values ``(B, d)``."""
         action = torch.as_tensor(action)
-        if action.dtype == torch.bool or not (
-            action.is_floating_point() or action.dtype in (torch.int32, torch.int64)
-        ):
+        if not (action.is_floating_point() or action.dtype in _INTEGER_DTYPES):
             raise TypeError(f"actions must be a float array, got dtype {action.dtype}")
         if tuple(action.shape) != (self.num_envs, self.action_dim):
             raise ValueError(
                 f"actions must have shape {(self.num_envs, self.action_dim)} for "
                 f"{self.num_envs} env(s) with d={self.d}, got {tuple(action.shape)}"
             )
-        action = action.to(self.device, torch.float32)
-        if not torch.isfinite(action).all():
+        if action.is_floating_point() and not torch.isfinite(action).all():
             raise ValueError("actions contain NaN or inf")
-        action = action.clamp(-1.0, 1.0)  # out-of-range actions are clipped (documented)
+        # Out-of-range actions are clipped (documented), in float64: float32 would overflow
+        # large finite values to inf, an unsigned dtype would wrap -1.
+        action = action.double().clamp(-1.0, 1.0).to(self.device, torch.float32)
         targets = action[:, : self.d] > 0
         values = None if self.target_only else action[:, self.d :] * self.value_scale
         return targets, values
@@ -218,6 +224,11 @@ class CausalDesignCore:
         if tuple(probs.shape) != (self.num_envs, self.d, self.d):
             raise ValueError(
                 f"reward model returned shape {tuple(probs.shape)}, expected {(self.num_envs, self.d, self.d)}"
+            )
+        if not bool(((probs >= 0) & (probs <= 1)).all()):
+            raise ValueError(
+                f"reward model {type(self.reward_model).__name__} returned edge probabilities "
+                f"outside [0, 1] (or NaN): min {probs.min().item():.4g}, max {probs.max().item():.4g}"
             )
         return probs.to(self.device)
 
@@ -258,10 +269,12 @@ def action_space(core: CausalDesignCore) -> spaces.Box:
 
 def make_generators(seed: int | list[int] | None, num_envs: int) -> list[np.random.Generator]:
     """Gymnasium's seeding for ``num_envs`` environments: an int ``s`` means ``s, s+1, ...``."""
-    if seed is None or isinstance(seed, int | np.integer):
+    if seed is None or (isinstance(seed, int | np.integer) and not isinstance(seed, bool)):
         seeds = [None] * num_envs if seed is None else [int(seed) + i for i in range(num_envs)]
-    else:
+    elif isinstance(seed, Sequence | np.ndarray) and not isinstance(seed, str | bytes):
         seeds = list(seed)
         if len(seeds) != num_envs:
             raise ValueError(f"got {len(seeds)} seeds for {num_envs} environments")
+    else:
+        raise TypeError(f"seed must be None, an integer or a list of integers, got {seed!r}")
     return [seeding.np_random(s)[0] for s in seeds]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -39,13 +40,27 @@ class CausalDesignEnv(gym.Env):
         self.action_space = action_space(self.core)
         self._terminated = False
 
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
+    def reset(
+        self, *, seed: int | None = None, options: dict | None = None
+    ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+        """Sample a new hidden system and its ``n0`` observational samples.
+
+        :return: observation ``{"history": (N, d, 2), "mask": (N,)}`` and the ``initial_*`` info.
+        """
         super().reset(seed=seed)
         summary = self.core.reset(BatchedRNG([self.np_random], self.core.device))
         self._terminated = False
         return self._obs(), {f"initial_{k}": float(v[0]) for k, v in summary.items()}
 
-    def step(self, action):
+    def step(
+        self, action: np.ndarray | Sequence[float]
+    ) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
+        """Run one experiment.
+
+        :param action: ``(A,)`` with ``A = 2d`` (targets, values) or ``d`` (targets only).
+        :return: observation, reward (the increase of the reward model's score), terminated
+            (after ``budget`` experiments), truncated (always ``False``), info.
+        """
         if self._terminated:
             raise RuntimeError("the episode has terminated: call reset() before step()")
         action = np.asarray(action)

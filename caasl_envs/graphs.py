@@ -6,6 +6,8 @@ so graphs depend only on the environment's seed.
 
 from __future__ import annotations
 
+import math
+
 import igraph
 import numpy as np
 import torch
@@ -13,6 +15,16 @@ import torch
 from caasl_envs.rng import BatchedRNG
 
 GRAPH_PRIORS = ("erdos_renyi", "scale_free", "scale_free_transpose")
+
+
+def check_graph_prior(kind: str, degree: float) -> None:
+    """``ValueError`` unless ``kind`` is one of :data:`GRAPH_PRIORS` and ``degree`` is finite and > 0."""
+    if kind not in GRAPH_PRIORS:
+        raise ValueError(f"unknown graph prior {kind!r}; expected one of {GRAPH_PRIORS}")
+    if isinstance(degree, bool) or not isinstance(degree, int | float | np.number):
+        raise ValueError(f"graph_degree must be a number, got {degree!r}")
+    if not (math.isfinite(degree) and degree > 0):
+        raise ValueError(f"graph_degree must be finite and > 0, got {degree!r}")
 
 
 def erdos_renyi(rng: BatchedRNG, d: int, degree: float = 3.0) -> torch.Tensor:

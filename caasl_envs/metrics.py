@@ -30,6 +30,11 @@ def _check(probs: torch.Tensor, graph: torch.Tensor) -> None:
         raise ValueError(f"graph shape {tuple(graph.shape)} != probs shape {tuple(probs.shape)}")
     if torch.isnan(probs).any():
         raise ValueError("probs contains NaN")
+    if ((probs < 0) | (probs > 1)).any():
+        raise ValueError(
+            f"probs must be edge probabilities in [0, 1], got values in "
+            f"[{probs.min().item():.4g}, {probs.max().item():.4g}]"
+        )
 
 
 def _offdiag(t: torch.Tensor) -> torch.Tensor:

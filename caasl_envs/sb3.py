@@ -14,6 +14,7 @@ import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.vec_env import VecEnv, VecMonitor
 
+from caasl_envs.registration import ENV_IDS
 from caasl_envs.vector import CausalDesignVectorEnv
 
 
@@ -99,6 +100,15 @@ def make_sb3_vec_env(
     :param kwargs: override the id's environment kwargs.
     """
     spec = gym.spec(env_id)
+    if spec.vector_entry_point not in (
+        "caasl_envs.vector:CausalDesignVectorEnv",
+        CausalDesignVectorEnv,
+    ):
+        raise ValueError(
+            f"{env_id!r} is not a causal design env (its vector_entry_point is "
+            f"{spec.vector_entry_point!r}); use one of {', '.join(ENV_IDS)} or an id registered "
+            "with vector_entry_point='caasl_envs.vector:CausalDesignVectorEnv'"
+        )
     venv = CausalDesignVectorEnv(n_envs, **{**spec.kwargs, **kwargs})
     env: VecEnv = SB3VecEnvAdapter(venv)
     if seed is not None:

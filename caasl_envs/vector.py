@@ -23,8 +23,10 @@ class CausalDesignVectorEnv(VectorEnv):
     All environments share the budget, so they terminate together; autoreset follows
     Gymnasium's default ``NEXT_STEP`` mode (the step after termination resets, reward 0).
 
-    ``info`` values are arrays ``(num_envs,)`` with Gymnasium's ``_key`` presence masks;
-    keys as in :class:`~caasl_envs.env.CausalDesignEnv`.
+    Shapes (``B = num_envs``, ``N = n0 + budget * samples_per_step``): observation
+    ``{"history": (B, N, d, 2), "mask": (B, N)}``, actions ``(B, A)`` with ``A = 2d`` (targets,
+    values) or ``d`` (targets only), rewards ``(B,)``. ``info`` values are arrays ``(B,)`` with
+    Gymnasium's ``_key`` presence masks; keys as in :class:`~caasl_envs.env.CausalDesignEnv`.
     """
 
     metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
@@ -39,14 +41,23 @@ class CausalDesignVectorEnv(VectorEnv):
         self._generators: list[np.random.Generator] | None = None
         self._autoreset = False
 
-    def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
+    def reset(
+        self, *, seed: int | list[int] | None = None, options: dict | None = None
+    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Sample ``num_envs`` new hidden systems (``seed``: ``s0`` gives env ``i`` the seed
+        ``s0 + i``; a list gives each its own; ``None`` keeps the generators going)."""
         if seed is not None or self._generators is None:
             self._generators = make_generators(seed, self.num_envs)
         summary = self.core.reset(BatchedRNG(self._generators, self.core.device))
         self._autoreset = False
         return self._obs(), self._info({f"initial_{k}": v for k, v in summary.items()})
 
-    def step(self, actions):
+    def step(
+        self, actions: np.ndarray
+    ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """One experiment in every environment: ``actions (B, A)`` -> observation, rewards
+        ``(B,)``, terminated ``(B,)``, truncated ``(B,)``, info (the step after termination
+        resets instead: reward 0)."""
         if self._generators is None:
             raise RuntimeError("call reset() before step()")
         if self._autoreset:

@@ -445,3 +445,45 @@ def test_policy_of_another_simulator_is_skipped_with_the_reason():
         )
     assert [r.agent for r in results.runs] == ["random"]
     assert results.meta["skipped"][0]["agent"] == "caasl:caasl-linear-exact-v0"
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"episodes": 1.7}, "episodes must be an integer"),
+        ({"episodes": 0}, "episodes must be an integer"),
+        ({"workers": 0}, "workers must be an integer"),
+        ({"settings": []}, "no settings selected"),
+        ({"reward_model": {"d4": "nope"}}, "unknown reward model 'nope' for setting 'd4'"),
+        ({"reward_model": {"nope": "constant-prior"}}, r"does not have: \['nope'\]"),
+    ],
+)
+def test_bad_benchmark_arguments_fail_before_any_run(kwargs, match):
+    ran = []
+
+    def agent(obs):
+        ran.append(1)
+        return np.zeros((obs["history"].shape[0], 2 * obs["history"].shape[2]))
+
+    with pytest.raises(ValueError, match=match):
+        benchmark([agent], suite="tiny", **{"episodes": 2, **kwargs}, progress=False)
+    assert not ran
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["bench", "--suite", "nope"], "caasl bench: error: unknown or unavailable suite 'nope'"),
+        (["bench", "--episodes", "0"], "expected an integer >= 1, got 0"),
+        (["train", "--total-timesteps", "-5"], "expected an integer >= 1, got -5"),
+        (["demo", "--env", "nope"], "invalid choice: 'nope'"),
+    ],
+)
+def test_cli_reports_bad_input_as_a_one_line_usage_error(argv, message, capsys):
+    from caasl_agent.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err

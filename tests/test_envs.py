@@ -147,6 +147,8 @@ def test_vector_env_autoresets_on_the_next_step(fast_reward):
         ({"reward_schedule": "sometimes"}, "reward_schedule"),
         ({"simulator": "nonlinear"}, "simulator"),
         ({"value_scale": float("nan")}, "value_scale"),
+        ({"graph_degree": -1.0}, "graph_degree must be finite and > 0"),
+        ({"graph_degree": float("nan")}, "graph_degree must be finite and > 0"),
         ({"reward_model": "no-such-model"}, "unknown reward model"),
     ],
 )
@@ -168,6 +170,20 @@ def test_bad_actions_raise_clear_errors():
     vec.reset(seed=0)
     with pytest.raises(ValueError, match=r"shape \(2, 8\)"):
         vec.step(np.zeros((3, 8), dtype=np.float32))
+    with pytest.raises(TypeError, match="seed must be"):
+        vec.reset(seed=1.5)
+
+
+def test_out_of_range_actions_are_clipped_whatever_their_dtype():
+    core = CausalDesignVectorEnv(1, **SMALL, reward_model="constant-prior").core
+    big = np.array([[1e308, -1e308, 0, 0, 2e300, -3e300, 0.5, 0]])  # finite, beyond float32
+    targets, values = core.decode_action(big)
+    assert targets.tolist() == [[True, False, False, False]]
+    assert values.tolist() == [[1.0, -1.0, 0.5, 0.0]]
+    for dtype in (np.uint8, np.int16, np.int64):
+        targets, values = core.decode_action(np.array([[0, 1, 5, 0, 0, 7, 1, 0]], dtype=dtype))
+        assert targets.tolist() == [[False, True, True, False]]
+        assert values.tolist() == [[0.0, 1.0, 1.0, 0.0]]
 
 
 def test_stepping_after_termination_without_reset_raises():
@@ -186,3 +202,27 @@ def test_reward_model_output_shape_is_checked():
 
     with pytest.raises(ValueError, match="reward model returned shape"):
         CausalDesignEnv(**SMALL, reward_model=Broken()).reset(seed=0)
+
+
+def test_reward_model_probabilities_outside_the_unit_interval_are_rejected():
+    class TooSure:
+        def edge_probs(self, x, mask=None):
+            return torch.full((x.shape[0], x.shape[2], x.shape[2]), 2.0)
+
+    with pytest.raises(ValueError, match=r"outside \[0, 1\]"):
+        CausalDesignEnv(**SMALL, reward_model=TooSure()).reset(seed=0)
+
+
+def test_exact_posterior_loaded_by_name_follows_the_envs_graph_prior():
+    sparse = CausalDesignEnv(**SMALL, graph_degree=1.0, reward_model="exact-linear-gaussian")
+    default = CausalDesignEnv(**SMALL, reward_model="exact-linear-gaussian")
+    assert sparse.core.reward_model.graph_degree == 1.0
+    assert default.core.reward_model.graph_degree == 3.0
+    # A model passed as an object is the user's choice and stays as it is.
+    mine = caasl_envs.load_reward_model("exact-linear-gaussian")
+    assert CausalDesignEnv(**SMALL, graph_degree=1.0, reward_model=mine).core.reward_model is mine
+
+
+def test_sb3_vec_env_rejects_ids_that_are_not_causal_design_envs():
+    with pytest.raises(ValueError, match="not a causal design env"):
+        caasl_envs.make_sb3_vec_env("CartPole-v1")

@@ -8,8 +8,12 @@ chosen checkpoint). Names say the simulator they were trained on ("linear", "ser
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from caasl_agent.redq import CAASL
 
 _DIR = Path(__file__).parent
 
@@ -34,7 +38,7 @@ def policy_card(name: str) -> str:
     return policy_path(name).with_suffix(".md").read_text()
 
 
-def load_policy(name: str, device: str | torch.device = "cpu"):
+def load_policy(name: str, device: str | torch.device = "cpu") -> CAASL:
     """A shipped CAASL policy; ``predict(obs, deterministic=...)`` acts on observations of any d."""
     from caasl_agent.redq import CAASL
 

@@ -53,9 +53,7 @@ def _shipped_avici(name: str) -> Callable[..., RewardModel]:
     """Loader of an :class:`AVICIModel` shipped as ``weights/<name>.pt`` (card: ``<name>.md``)."""
 
     def load(device: str = "cpu") -> RewardModel:
-        from caasl_envs.reward.avici import AVICIModel
-
-        return AVICIModel.load(Path(__file__).parent / "weights" / f"{name}.pt", device)
+        return AVICIModel.load(WEIGHTS_DIR / f"{name}.pt", device=device)
 
     return load
 
@@ -63,21 +61,12 @@ def _shipped_avici(name: str) -> Callable[..., RewardModel]:
 register_reward_model("constant-prior", ConstantRewardModel)
 register_reward_model("partial-correlation", PartialCorrelationRewardModel)
 register_reward_model("exact-linear-gaussian", ExactLinearGaussianPosterior)
-register_reward_model("avici-sergio-v0", _shipped_avici("avici-sergio-v0"))
 register_reward_model(
     "exact-linear-scm", partial(ExactLinearGaussianPosterior, local_score="linear-scm")
 )
-
-
-def _shipped_avici(name: str) -> Callable[..., RewardModel]:
-    def load(device: str = "cpu") -> RewardModel:
-        return AVICIModel.load(WEIGHTS_DIR / f"{name}.pt", device=device)
-
-    return load
-
-
-# AVICI trained on the linear-Gaussian environments' prior (model card: weights/avici-linear-v0.md)
+# AVICI trained on each simulator's environment prior (model cards: weights/<name>.md)
 register_reward_model("avici-linear-v0", _shipped_avici("avici-linear-v0"))
+register_reward_model("avici-sergio-v0", _shipped_avici("avici-sergio-v0"))
 
 __all__ = [
     "AVICIModel",

@@ -36,6 +36,7 @@ enter its own local score, which makes the posterior invariant to per-variable a
 
 from __future__ import annotations
 
+import copy
 import functools
 import math
 from dataclasses import dataclass
@@ -227,6 +228,20 @@ class ExactLinearGaussianPosterior(torch.nn.Module):
         self.standardize = local_score == "bge" if standardize is None else standardize
         self.intervened_rows = intervened_rows
         self.max_d = max_d
+
+    def for_prior(self, prior: object) -> ExactLinearGaussianPosterior:
+        """This posterior with the graph-prior density of an environment's simulator prior.
+
+        Environments call it on the models they load by name, so that ``graph_degree`` follows
+        the environment's (an Erdős–Rényi prior of that degree parameter, also for scale-free
+        environments, where it is an approximation). ``graph_degree=None`` is kept.
+        """
+        degree = getattr(prior, "graph_degree", None)
+        if degree is None or self.graph_degree is None or degree == self.graph_degree:
+            return self
+        variant = copy.copy(self)
+        variant.graph_degree = float(degree)
+        return variant
 
     def _log_prior(self, sets: ParentSets) -> torch.Tensor:
         """``(d, P)`` float64 log q(Pa)."""

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from caasl_envs.graphs import GRAPH_PRIORS, sample_graphs
+from caasl_envs.graphs import check_graph_prior, sample_graphs
 from caasl_envs.rng import BatchedRNG
 
 NOISE_FAMILIES = ("gauss", "laplace", "gumbel")
@@ -116,8 +116,7 @@ class LinearSCMPrior:
     intervention: str = "do"
 
     def __post_init__(self) -> None:
-        if self.graph not in GRAPH_PRIORS:
-            raise ValueError(f"unknown graph prior {self.graph!r}; expected one of {GRAPH_PRIORS}")
+        check_graph_prior(self.graph, self.graph_degree)
         if self.noise not in NOISE_FAMILIES:
             raise ValueError(f"unknown noise {self.noise!r}; expected one of {NOISE_FAMILIES}")
         if self.intervention not in LINEAR_INTERVENTIONS:

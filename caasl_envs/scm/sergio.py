@@ -57,7 +57,7 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 import torch
 
-from caasl_envs.graphs import GRAPH_PRIORS, sample_graphs
+from caasl_envs.graphs import check_graph_prior, sample_graphs
 from caasl_envs.rng import BatchedRNG
 
 SERGIO_INTERVENTIONS = {"knockout": 0.0, "knockdown": 0.5}
@@ -577,8 +577,7 @@ class SergioPrior(SergioDynamics):
     def __post_init__(self) -> None:
         if isinstance(self.d, bool) or not isinstance(self.d, int | np.integer) or self.d < 2:
             raise ValueError(f"d must be an integer >= 2, got {self.d!r}")
-        if self.graph not in GRAPH_PRIORS:
-            raise ValueError(f"unknown graph prior {self.graph!r}; expected one of {GRAPH_PRIORS}")
+        check_graph_prior(self.graph, self.graph_degree)
         if self.technical_noise not in TECHNICAL_NOISE:
             raise ValueError(
                 f"unknown technical_noise {self.technical_noise!r}; "
