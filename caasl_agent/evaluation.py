@@ -51,7 +51,7 @@ from caasl_agent.policy import action_entries_per_variable
 from caasl_agent.reports import BenchmarkResults, RunRecord
 from caasl_agent.suites import Setting, Suite, get_suite
 from caasl_envs import CausalDesignVectorEnv, metrics
-from caasl_envs.reward import RewardModel, available_reward_models
+from caasl_envs.reward import RewardModel, available_reward_models, is_reward_model_spec
 from caasl_envs.scm import SIMULATORS
 
 __all__ = [
@@ -310,12 +310,12 @@ def _check_reward_models(reward_model: Any, model_of: dict[str, Any], suite: Sui
                 f"reward-model overrides for settings that suite {suite.name!r} does not have: "
                 f"{unknown}; its settings: {suite.names()}"
             )
-    names = available_reward_models()
     for setting, model in model_of.items():
-        if isinstance(model, str) and model not in names and not Path(model).is_dir():
+        if isinstance(model, str) and not is_reward_model_spec(model):
             raise ValueError(
-                f"unknown reward model {model!r} for setting {setting!r}; registered: {names} "
-                "(or a folder with an official AVICI checkpoint)"
+                f"unknown reward model {model!r} for setting {setting!r}; registered: "
+                f"{available_reward_models()} (or an AVICIModel .pt file, or a folder with an "
+                "official AVICI checkpoint)"
             )
 
 

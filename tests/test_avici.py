@@ -216,3 +216,25 @@ def test_shipped_linear_model_loads():
     x = torch.stack([torch.randn(2, 60, 10), torch.zeros(2, 60, 10)], -1)
     probs = model.edge_probs(x)
     assert probs.shape == (2, 10, 10) and torch.all(probs.diagonal(dim1=-2, dim2=-1) == 0)
+
+
+def test_saved_model_file_is_a_reward_model_spec_for_envs_and_benchmarks(tmp_path):
+    from caasl_agent.evaluation import benchmark
+    from caasl_envs.reward import is_reward_model_spec
+
+    path = tmp_path / "mine.pt"
+    AVICIModel(dim=8, layers=1, num_heads=2, key_size=4).save(path)
+    assert is_reward_model_spec(str(path)) and not is_reward_model_spec(str(tmp_path / "no.pt"))
+    model = caasl_envs.load_reward_model(str(path))
+    assert isinstance(model, AVICIModel)
+    env = caasl_envs.CausalDesignEnv(d=3, n0=4, budget=1, reward_model=str(path))
+    env.reset(seed=0)
+    results = benchmark(
+        ["random"],
+        suite="tiny",
+        settings=["d4"],
+        episodes=1,
+        reward_model=str(path),
+        progress=False,
+    )
+    assert results.meta["settings"][0]["reward_model"] == str(path)

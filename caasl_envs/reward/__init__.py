@@ -37,16 +37,25 @@ def available_reward_models() -> list[str]:
 
 
 def load_reward_model(name: str | Path, **kwargs) -> RewardModel:
-    """A reward model by registered name, or from an official AVICI checkpoint folder."""
+    """A reward model by registered name, from a ``.pt`` file written by :meth:`AVICIModel.save`
+    (what ``caasl-train-reward --export`` writes), or from an official AVICI checkpoint folder."""
     key = str(name)
     if key in _REGISTRY:
         return _REGISTRY[key](**kwargs)
+    if key.endswith(".pt") and Path(key).is_file():
+        return AVICIModel.load(key, **kwargs)
     if Path(key).is_dir():
         return load_official_checkpoint(key, **kwargs)
     raise ValueError(
-        f"unknown reward model {key!r}: not a registered name ({', '.join(available_reward_models())}) "
-        "and not a folder with an official AVICI checkpoint"
+        f"unknown reward model {key!r}: not a registered name ({', '.join(available_reward_models())}), "
+        "not an AVICIModel .pt file and not a folder with an official AVICI checkpoint"
     )
+
+
+def is_reward_model_spec(name: str) -> bool:
+    """Whether :func:`load_reward_model` would find ``name`` (without loading it)."""
+    path = Path(name)
+    return name in _REGISTRY or (name.endswith(".pt") and path.is_file()) or path.is_dir()
 
 
 def _shipped_avici(name: str) -> Callable[..., RewardModel]:
@@ -78,6 +87,7 @@ __all__ = [
     "check_history",
     "load_official_avici",
     "load_official_checkpoint",
+    "is_reward_model_spec",
     "load_reward_model",
     "register_reward_model",
 ]

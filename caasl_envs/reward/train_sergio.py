@@ -138,6 +138,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--technical-noise", default="10x-chromium-mini")
     parser.add_argument("--init", default=None, help="start from these weights (.pt)")
     parser.add_argument(
+        "--n-obs", type=int, nargs=2, default=(50, 50), help="wild-type cells per dataset, LOW HIGH"
+    )
+    parser.add_argument(
         "--n-int", type=int, nargs=2, default=(0, 10), help="knockout cells per dataset, LOW HIGH"
     )
     parser.add_argument(
@@ -166,7 +169,10 @@ def main(argv: list[str] | None = None) -> None:
         threads=args.threads,
         model=dict(MODEL),
         data=dict(
-            prior=prior, n_int_range=tuple(args.n_int), target_prob_range=tuple(args.target_prob)
+            prior=prior,
+            n_obs_range=tuple(args.n_obs),
+            n_int_range=tuple(args.n_int),
+            target_prob_range=tuple(args.target_prob),
         ),
         eval_data=dict(SERGIO_HELDOUT, prior=prior),
     )
