@@ -114,3 +114,6 @@ def test_cli_trains_exports_and_loads(tmp_path):
         and state["config"]["steps"] == 3
         and state["config"]["model"]["dim"] == 8
     )
+    with pytest.raises(SystemExit, match="--resume"):  # a fresh run must not overwrite it
+        main(["--out", run, "--steps", "2", "--no-progress"])
+    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["step"] == 3

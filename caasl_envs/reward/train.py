@@ -491,6 +491,13 @@ def main(argv: list[str] | None = None) -> None:
 
 def run_and_export(trainer: Trainer, args: argparse.Namespace) -> None:
     """The CLIs' common tail: train, print the result as JSON, export weights if asked."""
+    existing = trainer.out / "checkpoint.pt"
+    if trainer.step == 0 and existing.is_file():
+        # A fresh run would overwrite that checkpoint at its first save.
+        raise SystemExit(
+            f"{existing} exists: continue that run with --resume (where the CLI has it) or "
+            "choose another --out"
+        )
     result = trainer.run(progress=not args.no_progress)
     print(json.dumps({"step": trainer.step, "elapsed_s": round(trainer.elapsed_s, 1), **result}))
     if args.export:
