@@ -12,6 +12,7 @@ random agent); seeds disjoint from training. Scorers:
   gene-gene correlation score.
 
     python benchmarks/sergio_reward_quality.py [--datasets 256] [--model avici-sergio-v0]
+        [--n-int 10] [--target-prob 0.5] [--technical-noise 10x-chromium-mini]
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import torch
 
 from caasl_envs import load_reward_model
 from caasl_envs.metrics import all_metrics
-from caasl_envs.reward.avici import AVICIModel, standardize_counts
+from caasl_envs.reward.avici import standardize_counts
 from caasl_envs.reward.base import ConstantRewardModel, PartialCorrelationRewardModel
 from caasl_envs.reward.train_sergio import SERGIO_HELDOUT, SergioDatasetSampler
 
@@ -52,15 +53,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--n-int", type=int, default=10, help="knockout cells per dataset")
     parser.add_argument("--target-prob", type=float, default=0.5, help="per gene and cell")
+    parser.add_argument("--technical-noise", default="10x-chromium-mini")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    if args.model.endswith(".pt"):
-        model = AVICIModel.load(args.model)
-    else:
-        model = load_reward_model(args.model)
+    model = load_reward_model(args.model)
     seed, k = (777, 1 << 31), args.n_int
     setting = {
         **SERGIO_HELDOUT,
+        "prior": {"technical_noise": args.technical_noise},
         "n_int_range": (k, k),
         "target_prob_range": (args.target_prob, args.target_prob),
     }
@@ -71,7 +71,7 @@ def main() -> None:
     density = float(graph.sum() / (graph.shape[0] * 90))
     print(
         f"# SERGIO held-out: d=10, {args.datasets} datasets, true edge density {density:.3f}, "
-        f"{k} knockout cells (targets w.p. {args.target_prob})"
+        f"{k} knockout cells (targets w.p. {args.target_prob}), {args.technical_noise} noise"
     )
     print("| scorer | AUROC | AUPRC | E-SHD | E[correct entries] | F1 |")
     print("|---|---|---|---|---|---|")
