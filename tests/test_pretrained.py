@@ -8,6 +8,8 @@ from caasl_envs import CausalDesignVectorEnv
 def test_unknown_policy_name_lists_the_choices():
     with pytest.raises(ValueError, match="no shipped policy 'nope'"):
         caasl_agent.load_policy("nope")
+    with pytest.raises(ValueError, match="unknown device 'gpu0'"):
+        caasl_agent.load_policy(caasl_agent.available_policies()[0], device="gpu0")
 
 
 @pytest.mark.parametrize("name", caasl_agent.available_policies())

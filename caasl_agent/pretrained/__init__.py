@@ -41,8 +41,14 @@ def policy_card(name: str) -> str:
 def load_policy(name: str, device: str | torch.device = "cpu") -> CAASL:
     """A shipped CAASL policy; ``predict(obs, deterministic=...)`` acts on observations of any d."""
     from caasl_agent.redq import CAASL
+    from caasl_envs.core import resolve_device
 
-    return CAASL.load(policy_path(name), device=device)
+    path = policy_path(name)
+    try:
+        resolve_device(device)
+    except RuntimeError as err:  # torch's message lists every device type it knows
+        raise ValueError(f"unknown device {device!r}: {err}") from None
+    return CAASL.load(path, device=device)
 
 
 __all__ = ["available_policies", "load_policy", "policy_card", "policy_path"]
