@@ -117,3 +117,10 @@ def test_cli_trains_exports_and_loads(tmp_path):
     with pytest.raises(SystemExit, match="--resume"):  # a fresh run must not overwrite it
         main(["--out", run, "--steps", "2", "--no-progress"])
     assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["step"] == 3
+
+
+def test_sergio_sampler_validates_its_ranges_like_the_linear_one():
+    from caasl_envs.reward.train_sergio import SergioDatasetSampler
+
+    with pytest.raises(ValueError, match="n_obs >= 1"):
+        SergioDatasetSampler(n_obs_range=(0, 20))

@@ -40,8 +40,10 @@ from caasl_envs.scm import LinearSCMPrior
 
 
 @dataclass
-class LinearDatasetSampler:
-    """Batches of ``(x (B, n, d, 2), graph (B, d, d))`` from linear SCMs, as the environments see them.
+class DatasetSampler:
+    """What every simulated-dataset source shares: the mix of sizes, graph priors and targets.
+
+    Subclasses implement ``sample(seed, batch_size) -> (x (B, n, d, 2), graph (B, d, d))``.
 
     :param d_range: inclusive range of the number of variables (one ``d`` per batch).
     :param n_obs_range: inclusive range of observational rows (one value per batch).
@@ -52,7 +54,6 @@ class LinearDatasetSampler:
     :param degrees: graph "degree" parameters to mix.
     :param target_prob_range: per dataset, each node of an interventional row is a target with
         a probability drawn from this range.
-    :param value_scale: intervention values are ``U[-1, 1] * value_scale``.
     """
 
     d_range: tuple[int, int] = (5, 20)
@@ -62,10 +63,6 @@ class LinearDatasetSampler:
     graphs: tuple[str, ...] = ("erdos_renyi", "scale_free")
     degrees: tuple[float, ...] = (1.0, 2.0, 3.0)
     target_prob_range: tuple[float, float] = (0.05, 0.6)
-    value_scale: float = 1.0
-    noise: str = "gauss"
-    coeff_mean: float = 0.0
-    intervention: str = "do"
 
     def __post_init__(self) -> None:
         for name in ("d_range", "n_obs_range", "n_int_range", "target_prob_range"):
@@ -77,6 +74,40 @@ class LinearDatasetSampler:
         if not 0.0 <= self.p_obs_only <= 1.0:
             raise ValueError(f"p_obs_only must be in [0, 1], got {self.p_obs_only}")
 
+    def _sizes(self, master: np.random.Generator, d: int | None = None) -> tuple[int, int, int]:
+        """``(d, n_obs, n_int)`` of one batch, drawn from ``master`` in that order."""
+        d = int(master.integers(self.d_range[0], self.d_range[1] + 1)) if d is None else d
+        n_obs = int(master.integers(self.n_obs_range[0], self.n_obs_range[1] + 1))
+        n_int = int(master.integers(self.n_int_range[0], self.n_int_range[1] + 1))
+        return d, n_obs, n_int
+
+    def _targets(
+        self, master: np.random.Generator, rng: BatchedRNG, n_int: int, d: int
+    ) -> torch.Tensor:
+        """``(B, n_int, d)`` bool targets of the interventional rows: a per-dataset target
+        probability, and none at all for a fraction ``p_obs_only`` of the datasets."""
+        target_prob = rng.uniform(1, low=self.target_prob_range[0], high=self.target_prob_range[1])
+        targets = rng.uniform(n_int, d) < target_prob.unsqueeze(-1)
+        keep = torch.from_numpy(master.random(len(rng)) >= self.p_obs_only)
+        return targets & keep[:, None, None]
+
+
+@dataclass
+class LinearDatasetSampler(DatasetSampler):
+    """Batches of ``(x (B, n, d, 2), graph (B, d, d))`` from linear SCMs, as the environments see
+    them; the graph prior and degree are drawn per dataset. Fields of :class:`DatasetSampler`, and:
+
+    :param value_scale: intervention values are ``U[-1, 1] * value_scale``.
+    :param noise: noise family of the SCMs.
+    :param coeff_mean: mean magnitude of the edge weights.
+    :param intervention: ``"do"`` or ``"shift"``.
+    """
+
+    value_scale: float = 1.0
+    noise: str = "gauss"
+    coeff_mean: float = 0.0
+    intervention: str = "do"
+
     def sample(
         self, seed: int | tuple[int, ...], batch_size: int, d: int | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -86,9 +117,7 @@ class LinearDatasetSampler:
         :return: ``x (B, n, d, 2)`` float32 and ``graph (B, d, d)`` float32.
         """
         master = np.random.default_rng(seed)
-        d = int(master.integers(self.d_range[0], self.d_range[1] + 1)) if d is None else d
-        n_obs = int(master.integers(self.n_obs_range[0], self.n_obs_range[1] + 1))
-        n_int = int(master.integers(self.n_int_range[0], self.n_int_range[1] + 1))
+        d, n_obs, n_int = self._sizes(master, d)
         kind = master.integers(len(self.graphs), size=batch_size)
         degree = master.integers(len(self.degrees), size=batch_size)
         rng = BatchedRNG(
@@ -126,9 +155,7 @@ class LinearDatasetSampler:
         if n_int == 0:
             return x, graph
         # interventional rows: one SCM copy per row, so every row has its own targets and values
-        target_prob = rng.uniform(1, low=self.target_prob_range[0], high=self.target_prob_range[1])
-        targets = rng.uniform(n_int, d) < target_prob.unsqueeze(-1)
-        targets &= torch.from_numpy(master.random(batch_size) >= self.p_obs_only)[:, None, None]
+        targets = self._targets(master, rng, n_int, d)
         values = rng.uniform(n_int, d, low=-1.0, high=1.0) * self.value_scale
         rows = dataclasses.replace(
             scm,
@@ -205,7 +232,7 @@ def offdiagonal_bce(logits: torch.Tensor, graph: torch.Tensor) -> torch.Tensor:
 
 
 def heldout_set(
-    sampler: LinearDatasetSampler, n_datasets: int, seed: int, chunk: int = 64
+    sampler: DatasetSampler, n_datasets: int, seed: int, chunk: int = 64
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """A fixed held-out set: chunks ``(x, graph)`` drawn with seeds disjoint from training steps."""
     return [
@@ -244,7 +271,9 @@ class Trainer:
         ``config.eval_data`` (held-out set); e.g. ``SergioDatasetSampler`` for count data.
     """
 
-    def __init__(self, config: TrainConfig, sampler_class: type = LinearDatasetSampler):
+    def __init__(
+        self, config: TrainConfig, sampler_class: type[DatasetSampler] = LinearDatasetSampler
+    ):
         self.config = config
         self.device = resolve_device(config.device)
         torch.manual_seed(config.seed)

@@ -23,23 +23,18 @@ import numpy as np
 import torch
 
 from caasl_envs.reward.avici import AVICIModel
-from caasl_envs.reward.train import TrainConfig, Trainer, run_and_export
+from caasl_envs.reward.train import DatasetSampler, TrainConfig, Trainer, run_and_export
 from caasl_envs.rng import BatchedRNG
 from caasl_envs.scm import Measurement, SergioGRN, SergioPrior
 
 
 @dataclass
-class SergioDatasetSampler:
-    """Batches of ``(x (B, n, d, 2), graph (B, d, d))`` of SERGIO counts, as the environments see them.
+class SergioDatasetSampler(DatasetSampler):
+    """Batches of ``(x (B, n, d, 2), graph (B, d, d))`` of SERGIO counts, as the environments see
+    them: knockout cells as interventional rows, one graph prior and degree per batch. Fields of
+    :class:`~caasl_envs.reward.train.DatasetSampler` (defaults: the environments' d = 10 and 50
+    wild-type cells), and:
 
-    :param d_range: inclusive range of the number of genes (one ``d`` per batch).
-    :param n_obs_range: inclusive range of wild-type cells (one value per batch).
-    :param n_int_range: inclusive range of knockout cells (one value per batch).
-    :param p_obs_only: fraction of datasets whose knockout cells are wild-type cells instead.
-    :param graphs: graph priors to mix (one per batch).
-    :param degrees: graph "degree" parameters to mix (one per batch).
-    :param target_prob_range: per dataset, each gene of a knockout cell is a target with a
-        probability drawn from this range.
     :param prior: further :class:`SergioPrior` kwargs (technical noise, intervention, ...).
     """
 
@@ -47,9 +42,6 @@ class SergioDatasetSampler:
     n_obs_range: tuple[int, int] = (50, 50)
     n_int_range: tuple[int, int] = (0, 10)
     p_obs_only: float = 0.2
-    graphs: tuple[str, ...] = ("erdos_renyi", "scale_free")
-    degrees: tuple[float, ...] = (1.0, 2.0, 3.0)
-    target_prob_range: tuple[float, float] = (0.05, 0.6)
     prior: dict | None = None
 
     def sample(
@@ -60,9 +52,7 @@ class SergioDatasetSampler:
         :return: ``x (B, n, d, 2)`` float32 counts and flags, ``graph (B, d, d)`` float32.
         """
         master = np.random.default_rng(seed)
-        d = int(master.integers(self.d_range[0], self.d_range[1] + 1))
-        n_obs = int(master.integers(self.n_obs_range[0], self.n_obs_range[1] + 1))
-        n_int = int(master.integers(self.n_int_range[0], self.n_int_range[1] + 1))
+        d, n_obs, n_int = self._sizes(master)
         graph_kind = self.graphs[int(master.integers(len(self.graphs)))]
         degree = self.degrees[int(master.integers(len(self.degrees)))]
         rng = BatchedRNG(
@@ -74,9 +64,7 @@ class SergioDatasetSampler:
         x = torch.stack([obs, torch.zeros_like(obs)], dim=-1)
         if n_int == 0:
             return x, grn.graph
-        target_prob = rng.uniform(1, low=self.target_prob_range[0], high=self.target_prob_range[1])
-        targets = rng.uniform(n_int, d) < target_prob.unsqueeze(-1)  # (B, n_int, d)
-        targets &= torch.from_numpy(master.random(batch_size) >= self.p_obs_only)[:, None, None]
+        targets = self._targets(master, rng, n_int, d)
         # One copy of each network per knockout cell, so that every cell has its own targets;
         # a copy draws from its network's generator.
         cells = _repeat(grn, n_int).sample(
