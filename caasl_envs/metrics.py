@@ -32,8 +32,8 @@ def _check(probs: torch.Tensor, graph: torch.Tensor) -> None:
         raise ValueError("probs contains NaN")
     if ((probs < 0) | (probs > 1)).any():
         raise ValueError(
-            f"probs must be edge probabilities in [0, 1], got values in "
-            f"[{probs.min().item():.4g}, {probs.max().item():.4g}]"
+            "probs must be edge probabilities, got values outside [0, 1]: "
+            f"min {probs.min().item():.4g}, max {probs.max().item():.4g}"
         )
 
 

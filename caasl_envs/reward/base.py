@@ -15,7 +15,11 @@ import torch
 
 @runtime_checkable
 class RewardModel(Protocol):
-    """Anything with ``edge_probs``; ``expects_counts`` says whether inputs are count data."""
+    """Anything with ``edge_probs``; ``expects_counts`` says whether inputs are count data.
+
+    Optional: ``for_prior(prior) -> RewardModel``, a copy matched to an environment's simulator
+    prior (e.g. its graph density); environments call it on the models they load by name.
+    """
 
     def edge_probs(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """``(B, n, d, 2)`` history (+ optional ``(B, n)`` bool mask) -> ``(B, d, d)`` probabilities."""
