@@ -257,10 +257,7 @@ def train(
             f"total_timesteps and n_envs must be >= 1, got {config['total_timesteps']} "
             f"and {config['n_envs']}"
         )
-    try:
-        resolve_device(config.get("device", "auto"))
-    except RuntimeError as err:  # torch's message lists every device type it knows
-        raise ValueError(f"unknown device {config.get('device')!r}: {err}") from None
+    resolve_device(config.get("device", "auto"))  # before the output folder is made
     output = Path(output_dir)
     (output / "checkpoints").mkdir(parents=True, exist_ok=True)
     env_id = config["env_id"]

@@ -33,10 +33,13 @@ REWARD_SCHEDULES = ("dense", "final")
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"`` means CUDA when available, else CPU."""
+    """``"auto"`` means CUDA when available, else CPU; ``ValueError`` for an unknown device."""
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        return torch.device(device)
+    except RuntimeError as err:  # torch's message lists every device type it knows
+        raise ValueError(f"unknown device {device!r}: {err}") from None
 
 
 _INTEGER_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)

@@ -44,10 +44,7 @@ def load_policy(name: str, device: str | torch.device = "cpu") -> CAASL:
     from caasl_envs.core import resolve_device
 
     path = policy_path(name)
-    try:
-        resolve_device(device)
-    except RuntimeError as err:  # torch's message lists every device type it knows
-        raise ValueError(f"unknown device {device!r}: {err}") from None
+    resolve_device(device)  # a ValueError naming a bad device, before SB3 loads anything
     return CAASL.load(path, device=device)
 
 
