@@ -51,6 +51,7 @@ from caasl_agent.policy import action_entries_per_variable
 from caasl_agent.reports import BenchmarkResults, RunRecord
 from caasl_agent.suites import Setting, Suite, get_suite
 from caasl_envs import CausalDesignVectorEnv, metrics
+from caasl_envs.checks import check_int
 from caasl_envs.reward import RewardModel, available_reward_models, is_reward_model_spec
 from caasl_envs.scm import SIMULATORS
 
@@ -462,10 +463,7 @@ def benchmark(
     suite = get_suite(suite)
     if episodes is None:
         episodes = suite.episodes
-    if isinstance(episodes, bool) or not isinstance(episodes, int | np.integer) or episodes < 1:
-        raise ValueError(f"episodes must be an integer >= 1, got {episodes!r}")
-    if isinstance(workers, bool) or not isinstance(workers, int | np.integer) or workers < 1:
-        raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
+    episodes, workers = check_int("episodes", episodes, 1), check_int("workers", workers, 1)
     if settings is not None and len(settings) == 0:
         raise ValueError(f"no settings selected; suite {suite.name!r} has {suite.names()}")
     for mode in modes:

@@ -24,6 +24,7 @@ from gymnasium import spaces
 from gymnasium.utils import seeding
 
 from caasl_envs import metrics
+from caasl_envs.checks import check_int
 from caasl_envs.reward import RewardModel, load_reward_model
 from caasl_envs.rng import BatchedRNG
 from caasl_envs.scm import SIMULATORS
@@ -103,8 +104,7 @@ class CausalDesignCore:
             ("budget", budget, 1),
             ("samples_per_step", samples_per_step, 1),
         ):
-            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+            check_int(name, value, low)
         if simulator not in SIMULATORS:
             raise ValueError(
                 f"unknown simulator {simulator!r}; expected one of {sorted(SIMULATORS)}"

@@ -57,6 +57,7 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 import torch
 
+from caasl_envs.checks import check_int
 from caasl_envs.graphs import check_graph_prior, sample_graphs
 from caasl_envs.rng import BatchedRNG
 
@@ -231,9 +232,7 @@ class SergioDynamics:
             )
         if self.start not in STARTS:
             raise ValueError(f"unknown start {self.start!r}; expected one of {STARTS}")
-        steps = self.burn_in_steps
-        if isinstance(steps, bool) or not isinstance(steps, int | np.integer) or steps < 0:
-            raise ValueError(f"burn_in_steps must be an integer >= 0, got {steps!r}")
+        check_int("burn_in_steps", self.burn_in_steps, 0)
 
     def dynamics(self) -> dict:
         """The :class:`SergioDynamics` fields of this object, as keyword arguments."""
@@ -322,8 +321,7 @@ class SergioGRN(SergioDynamics):
         :return: ``(B, n, d)`` float32 non-negative expression levels.
         """
         b, d = self.graph.shape[:2]
-        if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
-            raise ValueError(f"n must be a positive integer, got {n!r}")
+        check_int("n", n, 1)
         if len(rng) != b:
             raise ValueError(f"rng has {len(rng)} generators for a batch of {b} systems")
         targets = self._check_targets(targets, b, d)
@@ -575,17 +573,14 @@ class SergioPrior(SergioDynamics):
     default_reward_model = "avici-sergio-v0"
 
     def __post_init__(self) -> None:
-        if isinstance(self.d, bool) or not isinstance(self.d, int | np.integer) or self.d < 2:
-            raise ValueError(f"d must be an integer >= 2, got {self.d!r}")
+        check_int("d", self.d, 2)
         check_graph_prior(self.graph, self.graph_degree)
         if self.technical_noise not in TECHNICAL_NOISE:
             raise ValueError(
                 f"unknown technical_noise {self.technical_noise!r}; "
                 f"expected one of {tuple(TECHNICAL_NOISE)}"
             )
-        c = self.cell_types
-        if isinstance(c, bool) or not isinstance(c, int | np.integer) or c < 1:
-            raise ValueError(f"cell_types must be an integer >= 1, got {c!r}")
+        check_int("cell_types", self.cell_types, 1)
         for name in ("basal_range", "k_range"):
             low, high = getattr(self, name)
             if not 0 < low <= high < math.inf:
