@@ -23,7 +23,13 @@ import numpy as np
 import torch
 
 from caasl_envs.reward.avici import AVICIModel
-from caasl_envs.reward.train import DatasetSampler, TrainConfig, Trainer, run_and_export
+from caasl_envs.reward.train import (
+    CAASL_HELDOUT,
+    DatasetSampler,
+    TrainConfig,
+    Trainer,
+    run_and_export,
+)
 from caasl_envs.rng import BatchedRNG
 from caasl_envs.scm import Measurement, SergioGRN, SergioPrior
 
@@ -95,15 +101,7 @@ def _repeat(grn: SergioGRN, times: int) -> SergioGRN:
 
 #: The environments' setting (``caasl/SERGIO-v0`` with a random agent): d=10, ER degree 3,
 #: 50 wild-type cells and 10 knockout cells with each gene a target with probability ~1/2.
-SERGIO_HELDOUT = dict(
-    d_range=(10, 10),
-    n_obs_range=(50, 50),
-    n_int_range=(10, 10),
-    p_obs_only=0.0,
-    graphs=("erdos_renyi",),
-    degrees=(3.0,),
-    target_prob_range=(0.5, 0.5),
-)
+SERGIO_HELDOUT = dict(CAASL_HELDOUT, target_prob_range=(0.5, 0.5))
 
 
 def make_trainer(config: TrainConfig) -> Trainer:
