@@ -6,14 +6,14 @@ Parts (``--part``, default all):
   (50 observational + 10 interventional), d = 8, 10, 12, 14, in-degree bound k = 3, 4, for
   both local scores (``bge``, ``linear-scm``).
 * ``quality``: mean AUROC / AUPRC / E-SHD / expected correct entries on the held-out datasets of
-  the AVICI quality report (``caasl_envs.reward.train``: d = 10, 50 observational + 10
+  the AVICI quality report (``caasl_envs.reward.training.train``: d = 10, 50 observational + 10
   interventional rows, ER degree 3; also degree 1), against partial correlation, the constant
   prior and the shipped AVICI (``avici-linear-v0``) when it is registered.
 * ``shift``: held-out datasets with shift instead of do interventions, intervened rows
   excluded from the target's local score (default) or kept.
 * ``discrimination``: 200 fixed environments ``caasl/LinearGaussian-v0``; mean return
   (sum of the 10 rewards) of random multi-target designs, a posterior-uncertainty heuristic and
-  observational sampling (``caasl_agent.baselines``: ``random``, ``uncertainty``,
+  observational sampling (``caasl_agent.bench.baselines``: ``random``, ``uncertainty``,
   ``observational``; also ``random-single``), with the exact posteriors (BGe and linear-scm),
   partial correlation and AVICI (when registered) as reward model.
 
@@ -30,10 +30,10 @@ import time
 import numpy as np
 import torch
 
-from caasl_agent.baselines import make_baseline
+from caasl_agent.bench.baselines import make_baseline
 from caasl_envs import CausalDesignVectorEnv, available_reward_models, load_reward_model, metrics
 from caasl_envs.reward.exact import ExactLinearGaussianPosterior
-from caasl_envs.reward.train import CAASL_HELDOUT, LinearDatasetSampler, heldout_set
+from caasl_envs.reward.training.train import CAASL_HELDOUT, LinearDatasetSampler, heldout_set
 
 AVICI = "avici-linear-v0"
 

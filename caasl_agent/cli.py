@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from caasl_agent.bench_cli import add_bench_parser, add_demo_parser
+from caasl_agent.bench.cli import add_bench_parser, add_demo_parser
 from caasl_agent.train import add_train_parser
 
 

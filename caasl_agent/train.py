@@ -31,7 +31,7 @@ from stable_baselines3.common.vec_env import VecNormalize
 
 import caasl_envs
 from caasl_agent._argtypes import positive_int
-from caasl_agent.redq import CAASL
+from caasl_agent.caasl import CAASL
 from caasl_envs.core import resolve_device
 
 CONFIG_DIR = Path(__file__).parent / "configs"

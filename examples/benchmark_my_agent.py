@@ -14,7 +14,7 @@ import sys
 
 import numpy as np
 
-from caasl_agent.evaluation import benchmark
+from caasl_agent.bench.runner import benchmark
 
 
 class MaxVarianceAgent:

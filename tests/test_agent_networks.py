@@ -6,7 +6,7 @@ import pytest
 import torch
 from agent_toy_env import one_torch_thread  # noqa: F401 (autouse fixture)
 
-from caasl_agent.networks import CAASLEncoder, CAASLFeaturesExtractor, standardize_history
+from caasl_agent.torch_layers import CAASLEncoder, CAASLFeaturesExtractor, standardize_history
 
 TINY = dict(embed_dim=8, n_layers=2, n_heads=2, ff_dim=16, dropout=0.0)
 ATOL = 1e-5

@@ -9,7 +9,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 from caasl_agent import CAASL, CAASLPolicy
 from caasl_agent.buffers import HistoryReplayBuffer
-from caasl_agent.policy import env_layout_actions, per_variable_actions
+from caasl_agent.policies import env_layout_actions, per_variable_actions
 
 TINY = dict(embed_dim=8, n_layers=1, n_heads=2, ff_dim=16, dropout=0.0)
 POLICY_KWARGS = dict(net_arch=[16], actor_encoder_kwargs=TINY, critic_encoder_kwargs=TINY)

@@ -219,7 +219,7 @@ def test_shipped_linear_model_loads():
 
 
 def test_saved_model_file_is_a_reward_model_spec_for_envs_and_benchmarks(tmp_path):
-    from caasl_agent.evaluation import benchmark
+    from caasl_agent.bench.runner import benchmark
     from caasl_envs.reward import is_reward_model_spec
 
     path = tmp_path / "mine.pt"

@@ -7,7 +7,7 @@ import torch
 
 from caasl_envs.graphs import is_dag
 from caasl_envs.reward.avici import AVICIModel
-from caasl_envs.reward.train import (
+from caasl_envs.reward.training.train import (
     LinearDatasetSampler,
     TrainConfig,
     Trainer,
@@ -120,7 +120,7 @@ def test_cli_trains_exports_and_loads(tmp_path):
 
 
 def test_sergio_sampler_validates_its_ranges_like_the_linear_one():
-    from caasl_envs.reward.train_sergio import SergioDatasetSampler
+    from caasl_envs.reward.training.train_sergio import SergioDatasetSampler
 
     with pytest.raises(ValueError, match="n_obs >= 1"):
         SergioDatasetSampler(n_obs_range=(0, 20))

@@ -10,16 +10,16 @@ import pytest
 import torch
 from stable_baselines3 import A2C, PPO, SAC
 
-from caasl_agent.baselines import (
+from caasl_agent.bench.baselines import (
     BASELINES,
     PosteriorUncertaintyAgent,
     RoundRobinAgent,
     make_baseline,
 )
-from caasl_agent.bench_cli import parse_reward_model
-from caasl_agent.evaluation import CallableAgent, benchmark, load_agent, load_sb3
-from caasl_agent.reports import TABLE_METRICS, BenchmarkResults
-from caasl_agent.suites import Setting, Suite, get_suite
+from caasl_agent.bench.cli import parse_reward_model
+from caasl_agent.bench.reports import TABLE_METRICS, BenchmarkResults
+from caasl_agent.bench.runner import CallableAgent, benchmark, load_agent, load_sb3
+from caasl_agent.bench.suites import Setting, Suite, get_suite
 from caasl_envs import make_sb3_vec_env, metrics
 
 TINY = get_suite("tiny")
@@ -139,7 +139,7 @@ def test_sb3_zip_algorithm_is_detected(tmp_path, cls):
 
 
 def test_load_agent_specs():
-    assert type(load_agent("caasl_agent.baselines:ObservationalAgent")).__name__ == (
+    assert type(load_agent("caasl_agent.bench.baselines:ObservationalAgent")).__name__ == (
         "ObservationalAgent"
     )
     assert isinstance(load_agent(all_off), CallableAgent)
@@ -368,7 +368,7 @@ def test_cli_bench_and_demo(tmp_path, keep_torch_threads):
 
 
 def test_uncertainty_baseline_shares_the_environments_forward():
-    from caasl_agent.evaluation import run_setting
+    from caasl_agent.bench.runner import run_setting
     from caasl_envs.reward import PartialCorrelationRewardModel
 
     class Counting(PartialCorrelationRewardModel):

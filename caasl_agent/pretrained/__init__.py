@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import torch
 
 if TYPE_CHECKING:
-    from caasl_agent.redq import CAASL
+    from caasl_agent.caasl import CAASL
 
 _DIR = Path(__file__).parent
 
@@ -40,7 +40,7 @@ def policy_card(name: str) -> str:
 
 def load_policy(name: str, device: str | torch.device = "cpu") -> CAASL:
     """A shipped CAASL policy; ``predict(obs, deterministic=...)`` acts on observations of any d."""
-    from caasl_agent.redq import CAASL
+    from caasl_agent.caasl import CAASL
     from caasl_envs.core import resolve_device
 
     path = policy_path(name)

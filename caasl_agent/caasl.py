@@ -33,8 +33,8 @@ from stable_baselines3.common.type_aliases import GymEnv, Schedule
 from stable_baselines3.common.utils import FloatSchedule, polyak_update, update_learning_rate
 
 from caasl_agent.buffers import HistoryReplayBuffer
-from caasl_agent.networks import history_space_dims
-from caasl_agent.policy import CAASLPolicy
+from caasl_agent.policies import CAASLPolicy
+from caasl_agent.torch_layers import history_space_dims
 
 
 class CAASL(SAC):

@@ -28,7 +28,7 @@ from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from stable_baselines3.sac.policies import SACPolicy
 from torch import nn
 
-from caasl_agent.networks import CAASLEncoder, history_space_dims
+from caasl_agent.torch_layers import CAASLEncoder, history_space_dims
 
 DEFAULT_ACTOR_ENCODER = dict(embed_dim=32, n_layers=4, n_heads=8, ff_dim=128, dropout=0.1)
 DEFAULT_CRITIC_ENCODER = dict(embed_dim=32, n_layers=4, n_heads=8, ff_dim=64, dropout=0.0)
@@ -208,7 +208,7 @@ class CAASLPolicy(SACPolicy):
     :param critic_encoder_kwargs: same for each critic (each critic has its own encoder).
     :param standardization: input standardisation of every encoder: ``"none"`` (real-valued
         data, the default), ``"zscore"``, or ``"counts"`` for count data such as SERGIO
-        (AVICI's log2-CPM, see :func:`caasl_agent.networks.standardize_history`).
+        (AVICI's log2-CPM, see :func:`caasl_agent.torch_layers.standardize_history`).
     :param log_std_bounds: clamp of the actor's log-std.
     :param n_critics: size ``N`` of the critic ensemble.
     :param optimizer_class: optimizer of actor and critics.

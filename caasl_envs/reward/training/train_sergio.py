@@ -1,6 +1,6 @@
 """Train an :class:`AVICIModel` on SERGIO count data (the ``avici-sergio-v0`` reward model).
 
-Uses the generic trainer of :mod:`caasl_envs.reward.train` (optimiser, schedule, checkpoints,
+Uses the generic trainer of :mod:`caasl_envs.reward.training.train` (optimiser, schedule, checkpoints,
 evaluation) with a SERGIO data source in place of the linear one. Every minibatch is a fresh
 batch of networks from :class:`~caasl_envs.scm.SergioPrior`, measured as the environments
 measure them:
@@ -11,7 +11,7 @@ measure them:
 * one number of genes, rows, graph prior and degree per minibatch (so no padding); the rest is
   drawn per network.
 
-Command line: ``python -m caasl_envs.reward.train_sergio --help``.
+Command line: ``python -m caasl_envs.reward.training.train_sergio --help``.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from caasl_envs.reward.avici import AVICIModel
-from caasl_envs.reward.train import (
+from caasl_envs.reward.training.train import (
     CAASL_HELDOUT,
     DatasetSampler,
     TrainConfig,
@@ -38,7 +38,7 @@ from caasl_envs.scm import Measurement, SergioGRN, SergioPrior
 class SergioDatasetSampler(DatasetSampler):
     """Batches of ``(x (B, n, d, 2), graph (B, d, d))`` of SERGIO counts, as the environments see
     them: knockout cells as interventional rows, one graph prior and degree per batch. Fields of
-    :class:`~caasl_envs.reward.train.DatasetSampler` (defaults: the environments' d = 10 and 50
+    :class:`~caasl_envs.reward.training.train.DatasetSampler` (defaults: the environments' d = 10 and 50
     wild-type cells), and:
 
     :param prior: further :class:`SergioPrior` kwargs (technical noise, intervention, ...).

@@ -110,7 +110,7 @@ def _json_ready(value: Any) -> Any:
 
 
 class BenchmarkResults:
-    """What :func:`caasl_agent.evaluation.benchmark` returns.
+    """What :func:`caasl_agent.bench.runner.benchmark` returns.
 
     :param meta: the run's description (JSON-ready).
     :param runs: one :class:`RunRecord` per (setting, agent, mode) that ran.

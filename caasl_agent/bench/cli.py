@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from caasl_agent._argtypes import positive_int
-from caasl_agent.baselines import BASELINES
+from caasl_agent.bench.baselines import BASELINES
 from caasl_envs.registration import ENV_IDS
 
 DEFAULT_AGENTS = ",".join(BASELINES)
@@ -37,7 +37,7 @@ def _modes(text: str) -> tuple[str, ...]:
 def _bench(args: argparse.Namespace) -> None:
     import torch
 
-    from caasl_agent.evaluation import benchmark
+    from caasl_agent.bench.runner import benchmark
 
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
@@ -112,8 +112,8 @@ def _shipped_caasl(simulator: str) -> list[str]:
 def _demo(args: argparse.Namespace) -> None:
     import torch
 
-    from caasl_agent.evaluation import benchmark
-    from caasl_agent.suites import Setting, Suite
+    from caasl_agent.bench.runner import benchmark
+    from caasl_agent.bench.suites import Setting, Suite
     from caasl_envs import available_reward_models
     from caasl_envs.scm import SIMULATORS
 

@@ -6,7 +6,7 @@ acting on batched observations ``{"history": (B, N, d, 2), "mask": (B, N)}`` (wh
 environments show; agents never see the hidden system), or a plain callable
 ``observation -> action``. :func:`load_agent` resolves strings:
 
-* a baseline name (:data:`caasl_agent.baselines.BASELINES`), built per setting for its ``d``,
+* a baseline name (:data:`caasl_agent.bench.baselines.BASELINES`), built per setting for its ``d``,
   action layout and reward model;
 * ``sb3:PATH`` — a Stable-Baselines3 ``.zip`` of any algorithm (SB3, sb3-contrib, CAASL), the
   class read from the zip's ``data`` without unpickling anything;
@@ -21,7 +21,7 @@ records after reset and after every experiment: the return so far and every metr
 :mod:`caasl_envs.metrics` computed from the environment's edge probabilities. Deterministic
 and/or stochastic policy evaluation (``modes``); the reports say which. Results are
 reproducible: a run is a function of the suite, the seed, the agents and the reward model.
-Reports (tables, CSV/JSON, plots, saved edge probabilities): :mod:`caasl_agent.reports`.
+Reports (tables, CSV/JSON, plots, saved edge probabilities): :mod:`caasl_agent.bench.reports`.
 """
 
 from __future__ import annotations
@@ -46,10 +46,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from caasl_agent.baselines import BASELINES, make_baseline
-from caasl_agent.policy import action_entries_per_variable
-from caasl_agent.reports import BenchmarkResults, RunRecord
-from caasl_agent.suites import Setting, Suite, get_suite
+from caasl_agent.bench.baselines import BASELINES, make_baseline
+from caasl_agent.bench.reports import BenchmarkResults, RunRecord
+from caasl_agent.bench.suites import Setting, Suite, get_suite
+from caasl_agent.policies import action_entries_per_variable
 from caasl_envs import CausalDesignVectorEnv, metrics
 from caasl_envs.checks import check_int
 from caasl_envs.reward import RewardModel, available_reward_models, is_reward_model_spec
@@ -114,7 +114,7 @@ def _algorithm_classes() -> list[type]:
     classes: list[type] = [PPO, A2C, SAC, TD3, DDPG, DQN]
     for module, names in (
         ("sb3_contrib", ("TQC", "TRPO", "ARS", "CrossQ", "QRDQN", "RecurrentPPO", "MaskablePPO")),
-        ("caasl_agent.redq", ("CAASL",)),
+        ("caasl_agent.caasl", ("CAASL",)),
     ):
         try:
             mod = importlib.import_module(module)
@@ -448,7 +448,7 @@ def benchmark(
 
     :param agents: specs (see :func:`load_agent`; baseline names, ``sb3:``/``caasl:``/
         ``module:attr`` strings, agent objects, callables), or ``{label: spec}``.
-    :param suite: a suite name (``caasl_agent.suites.available_suites()``) or a :class:`Suite`.
+    :param suite: a suite name (``caasl_agent.bench.suites.available_suites()``) or a :class:`Suite`.
     :param episodes: episodes per setting (default: the suite's, 100 for ``linear``); the
         first ``k`` episodes are the same for any ``episodes >= k``.
     :param seed: the suite seed; every agent sees the same environments for the same seed.
