@@ -86,6 +86,33 @@ def log_pivots(a: torch.Tensor) -> torch.Tensor:
     return torch.stack(logs, dim=-1)
 
 
+def bge_posterior_scatter(
+    values: torch.Tensor, rows: torch.Tensor, alpha_mu: float = 1.0, alpha_w: float | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
+    """The normal-Wishart posterior statistics of each variable's rows (prior mean ``nu = 0``).
+
+    :param values: ``(B, n, d)`` float64 data.
+    :param rows: ``(B, n, d)`` float64 0/1, the rows that enter each variable's local score.
+    :return: ``count (B, d)`` rows of variable ``j``; ``mean (B, d, d)``, ``mean[b, j]`` the mean
+        of all ``d`` variables over ``j``'s rows; ``r (B, d, d, d)``, ``r[b, j]`` the posterior
+        scatter ``R = T + S + N a_mu / (N + a_mu) xbar xbar^T`` over ``j``'s rows; and ``t``.
+    """
+    d = values.shape[2]
+    if alpha_w is None:
+        alpha_w = d + alpha_mu + 1.0
+    if alpha_mu <= 0 or alpha_w <= d + 1 - 1e-12:
+        raise ValueError(f"BGe needs alpha_mu > 0 and alpha_w > d + 1, got {alpha_mu}, {alpha_w}")
+    t = alpha_mu * (alpha_w - d - 1.0) / (alpha_mu + 1.0)
+    count = rows.sum(1)
+    mean = torch.einsum("bnj,bni->bji", rows, values) / count.clamp(min=1.0).unsqueeze(-1)
+    second = torch.einsum("bnj,bni,bnl->bjil", rows, values, values)
+    shrink = (count * alpha_mu / (count + alpha_mu)).unsqueeze(-1).unsqueeze(-1)
+    scatter = second - count[..., None, None] * mean.unsqueeze(-1) * mean.unsqueeze(-2)
+    r = scatter + shrink * mean.unsqueeze(-1) * mean.unsqueeze(-2)  # prior mean nu = 0
+    r = r + t * torch.eye(d, dtype=values.dtype, device=values.device)
+    return count, mean, r, t
+
+
 def bge_local_scores(
     values: torch.Tensor,
     rows: torch.Tensor,
@@ -107,19 +134,8 @@ def bge_local_scores(
     k = sets.k
     if alpha_w is None:
         alpha_w = d + alpha_mu + 1.0
-    if alpha_mu <= 0 or alpha_w <= d + 1 - 1e-12:
-        raise ValueError(f"BGe needs alpha_mu > 0 and alpha_w > d + 1, got {alpha_mu}, {alpha_w}")
     dev, dt = values.device, values.dtype
-    t = alpha_mu * (alpha_w - d - 1.0) / (alpha_mu + 1.0)
-
-    # Per-variable row sets: n_j rows, mean and scatter matrix over those rows, (B, d[, d, d]).
-    count = rows.sum(1)
-    mean = torch.einsum("bnj,bni->bji", rows, values) / count.clamp(min=1.0).unsqueeze(-1)
-    second = torch.einsum("bnj,bni,bnl->bjil", rows, values, values)
-    shrink = (count * alpha_mu / (count + alpha_mu)).unsqueeze(-1).unsqueeze(-1)
-    scatter = second - count[..., None, None] * mean.unsqueeze(-1) * mean.unsqueeze(-2)
-    r = scatter + shrink * mean.unsqueeze(-1) * mean.unsqueeze(-2)  # prior mean nu = 0
-    r = r + t * torch.eye(d, dtype=dt, device=dev)
+    count, _, r, t = bge_posterior_scatter(values, rows, alpha_mu, alpha_w)
     # Append an identity block so padded set slots contribute pivots of exactly 1.
     r_aug = torch.zeros(b, d, d + k, d + k, dtype=dt, device=dev)
     r_aug[:, :, :d, :d] = r

@@ -112,6 +112,37 @@ def _subset_sum_(t: torch.Tensor, bits: int, upward: bool) -> torch.Tensor:
     return t
 
 
+def order_dp_forward(log_beta: torch.Tensor, sets: ParentSets) -> tuple[torch.Tensor, torch.Tensor]:
+    """The forward half of the order DP.
+
+    :param log_beta: ``(B, d, P)`` float64 weighted local scores (see
+        :func:`order_dp_edge_marginals`).
+    :return: ``alpha (B, d, 2^(d-1))``, ``alpha[b, j, U] = log sum_{Pa ⊆ U} beta_j(Pa)`` (the
+        weight of ``j`` placed right after the set ``U``, compressed to ``d - 1`` bits as in
+        :class:`_SubsetIndex`), and ``forward (B, 2^d)``, the log weight of all orders of the
+        prefix set ``S`` (``forward[:, 2^d - 1]`` is the log normaliser).
+    """
+    b, d, _ = log_beta.shape
+    dev, dt = log_beta.device, log_beta.dtype
+    ninf = torch.tensor(-math.inf, dtype=dt, device=dev)
+    index = _subset_index(d, dev)
+    var = torch.arange(d, device=dev)
+    set_pos = index.compress[var.unsqueeze(1), sets.bits.to(dev)]  # (d, P) compressed parent sets
+    alpha = torch.full((b, d, 1 << (d - 1)), -math.inf, dtype=dt, device=dev)
+    alpha[:, var.unsqueeze(1), set_pos] = log_beta
+    _subset_sum_(alpha, d - 1, upward=False)
+    forward = torch.full((b, 1 << d), -math.inf, dtype=dt, device=dev)
+    forward[:, 0] = 0.0
+    flat_alpha = alpha.view(b, -1)
+    for sets_s, flipped, inside, without, _ in index.layers[1:]:
+        # (B, d, C): j placed last in S
+        cand = (forward.index_select(1, flipped) + flat_alpha.index_select(1, without)).view(
+            b, d, -1
+        )
+        forward[:, sets_s] = torch.where(inside, cand, ninf).logsumexp(1)
+    return alpha, forward
+
+
 def order_dp_edge_marginals(
     log_beta: torch.Tensor, sets: ParentSets
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -128,27 +159,12 @@ def order_dp_edge_marginals(
     ninf = torch.tensor(-math.inf, dtype=dt, device=dev)
     index = _subset_index(d, dev)
     var = torch.arange(d, device=dev)
-    compress, expand = index.compress, index.expand
-    set_pos = compress[var.unsqueeze(1), sets.bits.to(dev)]  # (d, P) compressed parent sets
-
-    # alpha[j, U] = log sum_{Pa ⊆ U} beta_j(Pa): the weight of j placed right after the set U.
-    alpha = torch.full((b, d, 1 << (d - 1)), -math.inf, dtype=dt, device=dev)
-    alpha[:, var.unsqueeze(1), set_pos] = log_beta
-    _subset_sum_(alpha, d - 1, upward=False)
-
-    # forward[S]: all orders of the prefix S; backward[S]: all orders of the suffix V \ S.
-    forward = torch.full((b, 1 << d), -math.inf, dtype=dt, device=dev)
+    set_pos = index.compress[var.unsqueeze(1), sets.bits.to(dev)]  # (d, P) compressed sets
+    alpha, forward = order_dp_forward(log_beta, sets)
+    # backward[S]: the log weight of all orders of the suffix V \ S.
     backward = torch.full((b, 1 << d), -math.inf, dtype=dt, device=dev)
-    forward[:, 0] = 0.0
     backward[:, full] = 0.0
-    layers = index.layers
-    flat_alpha = alpha.view(b, -1)
-    for sets_s, flipped, inside, without, _ in layers[1:]:
-        # (B, d, C): j placed last in S
-        cand = (forward.index_select(1, flipped) + flat_alpha.index_select(1, without)).view(
-            b, d, -1
-        )
-        forward[:, sets_s] = torch.where(inside, cand, ninf).logsumexp(1)
+    expand, layers, flat_alpha = index.expand, index.layers, alpha.view(b, -1)
     for sets_s, flipped, inside, _, own in reversed(layers[:-1]):
         # (B, d, C): j placed first after S
         cand = (backward.index_select(1, flipped) + flat_alpha.index_select(1, own)).view(b, d, -1)
@@ -293,11 +309,18 @@ class ExactLinearGaussianPosterior(torch.nn.Module):
                 f"the exact posterior supports d <= {self.max_d} variables (cost grows like d 2^d), "
                 f"got d={d}; use a learned reward model for larger graphs"
             )
+        return order_dp_edge_marginals(*self.local_weights(x, mask))
+
+    def local_weights(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, ParentSets]:
+        """``log_beta (B, d, P)`` float64, ``log q(Pa) + log p(D_j | D_Pa)`` for every variable and
+        candidate parent set, and those :class:`ParentSets` (the order DP's input)."""
+        d = x.shape[2]
         sets = parent_sets(d, min(self.max_in_degree, d - 1))
         values, rows = self.score_inputs(x, mask)
         if self.local_score == "bge":
             scores = bge_local_scores(values, rows, sets, self.alpha_mu, self.alpha_w)
         else:
             scores = linear_scm_local_scores(values, rows, sets, self.noise_shape, self.noise_rate)
-        log_beta = scores + self._log_prior(sets).to(scores.device)
-        return order_dp_edge_marginals(log_beta, sets)
+        return scores + self._log_prior(sets).to(scores.device), sets
