@@ -5,9 +5,10 @@ evaluation) with a SERGIO data source in place of the linear one. Every minibatc
 batch of networks from :class:`~caasl_envs.scm.SergioPrior`, measured as the environments
 measure them:
 
-* ``n_obs`` wild-type cells, then ``n_int`` cells of one knockout experiment each (0 for a
-  fraction ``p_obs_only`` of the datasets), every gene a target with a per-dataset probability,
-  as a random agent in ``caasl/SERGIO-v0`` produces them;
+* ``n_obs`` wild-type cells, then ``n_int`` knockout experiments measured on
+  ``cells_per_experiment`` cells each (none for a fraction ``p_obs_only`` of the datasets),
+  every gene a target with a per-dataset probability, as a random agent produces them
+  (``caasl/SERGIO-v0``: one cell per experiment; ``caasl/SERGIOPerturbSeq-v0``: ten);
 * one number of genes, rows, graph prior and degree per minibatch (so no padding); the rest is
   drawn per network.
 
@@ -22,6 +23,7 @@ from dataclasses import dataclass, fields, replace
 import numpy as np
 import torch
 
+from caasl_envs.checks import check_int
 from caasl_envs.reward.avici import AVICIModel
 from caasl_envs.reward.training.train import (
     CAASL_HELDOUT,
@@ -42,6 +44,9 @@ class SergioDatasetSampler(DatasetSampler):
     wild-type cells), and:
 
     :param prior: further :class:`SergioPrior` kwargs (technical noise, intervention, ...).
+    :param cells_per_experiment: cells measured per knockout experiment (the environments'
+        ``samples_per_step``); ``n_int_range`` counts experiments, so a dataset has
+        ``n_obs + n_int * cells_per_experiment`` rows.
     """
 
     d_range: tuple[int, int] = (10, 10)
@@ -49,13 +54,19 @@ class SergioDatasetSampler(DatasetSampler):
     n_int_range: tuple[int, int] = (0, 10)
     p_obs_only: float = 0.2
     prior: dict | None = None
+    cells_per_experiment: int = 1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_int("cells_per_experiment", self.cells_per_experiment, 1)
 
     def sample(
         self, seed: int | tuple[int, ...], batch_size: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """One batch; everything is a function of ``seed``.
 
-        :return: ``x (B, n, d, 2)`` float32 counts and flags, ``graph (B, d, d)`` float32.
+        :return: ``x (B, n, d, 2)`` float32 counts and flags (``n = n_obs + n_int *
+            cells_per_experiment``), ``graph (B, d, d)`` float32.
         """
         master = np.random.default_rng(seed)
         d, n_obs, n_int = self._sizes(master)
@@ -70,19 +81,21 @@ class SergioDatasetSampler(DatasetSampler):
         x = torch.stack([obs, torch.zeros_like(obs)], dim=-1)
         if n_int == 0:
             return x, grn.graph
-        targets = self._targets(master, rng, n_int, d)
-        # One copy of each network per knockout cell, so that every cell has its own targets;
-        # a copy draws from its network's generator.
-        cells = _repeat(grn, n_int).sample(
+        targets = self._targets(master, rng, n_int, d)  # (B, n_int, d): one row per experiment
+        # One copy of each network per experiment, so that every experiment has its own
+        # targets; a copy draws from its network's generator.
+        k = self.cells_per_experiment
+        cells = repeat_networks(grn, n_int).sample(
             BatchedRNG([g for g in rng.generators for _ in range(n_int)]),
-            1,
+            k,
             targets.reshape(-1, d),
         )
-        interventional = torch.stack([cells.reshape(batch_size, n_int, d), targets.float()], dim=-1)
+        flags = targets.float().repeat_interleave(k, dim=1)  # (B, n_int * k, d)
+        interventional = torch.stack([cells.reshape(batch_size, n_int * k, d), flags], dim=-1)
         return torch.cat([x, interventional], dim=1), grn.graph
 
 
-def _repeat(grn: SergioGRN, times: int) -> SergioGRN:
+def repeat_networks(grn: SergioGRN, times: int) -> SergioGRN:
     """Each network of the batch ``times`` times in a row (``repeat_interleave``)."""
     m = grn.measurement
     measurement = None
@@ -136,12 +149,33 @@ def main(argv: list[str] | None = None) -> None:
         default=(0.05, 0.6),
         help="per-gene target probability range",
     )
+    parser.add_argument(
+        "--cells-per-experiment",
+        type=int,
+        default=1,
+        help="cells per knockout experiment (--n-int then counts experiments)",
+    )
+    parser.add_argument(
+        "--degrees", type=float, nargs="+", default=None, help="graph degrees (default 1 2 3)"
+    )
+    parser.add_argument(
+        "--graphs", nargs="+", default=None, help="graph priors (default erdos_renyi scale_free)"
+    )
+    parser.add_argument(
+        "--p-obs-only", type=float, default=0.2, help="fraction of wild-type-only datasets"
+    )
     parser.add_argument("--time-limit", type=float, default=None, help="seconds")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     prior = {"technical_noise": args.technical_noise}
+    k = args.cells_per_experiment
+    graph_mix = {
+        name: tuple(value)
+        for name, value in (("graphs", args.graphs), ("degrees", args.degrees))
+        if value is not None
+    }
     config = TrainConfig(
         out_dir=args.out,
         seed=args.seed,
@@ -159,8 +193,12 @@ def main(argv: list[str] | None = None) -> None:
             n_obs_range=tuple(args.n_obs),
             n_int_range=tuple(args.n_int),
             target_prob_range=tuple(args.target_prob),
+            p_obs_only=args.p_obs_only,
+            cells_per_experiment=k,
+            **graph_mix,
         ),
-        eval_data=dict(SERGIO_HELDOUT, prior=prior),
+        # Held out: the environment's setting with a random agent (10 experiments of k cells).
+        eval_data=dict(SERGIO_HELDOUT, prior=prior, cells_per_experiment=k, **graph_mix),
     )
     trainer = make_trainer(config)
     if args.init:
