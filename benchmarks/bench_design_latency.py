@@ -1,7 +1,7 @@
 """Milliseconds per designed intervention: CAASL policy forward (``predict``) on CPU.
 
 Times ``policy.predict(obs, deterministic=True)`` of a freshly initialised policy with the
-actor of a preset (default ``paper``: DESIGN.md §4, embed 32, 4 layer pairs, 8 heads,
+actor of a preset (default ``paper``: docs/design.md §4, embed 32, 4 layer pairs, 8 heads,
 feed-forward 128) on histories of ``N = 60`` rows (n0 = 50 + budget 10), for d in
 {10, 20, 50} and batch 1 and 256. The weights do not matter for the latency; the observation
 is a random valid history. Both wall-clock and process CPU time are reported: on a shared

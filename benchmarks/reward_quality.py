@@ -1,6 +1,6 @@
 """Quality of the shipped reward model on fixed held-out datasets, side by side with baselines.
 
-Datasets: CAASL's linear-Gaussian prior at d=10 (DESIGN §3), ER degree 3 and degree 1; each has
+Datasets: CAASL's linear-Gaussian prior at d=10 (docs/design.md §3), ER degree 3 and degree 1; each has
 50 observational rows and 10 interventional rows with random do-targets (every node w.p. U(0.05,
 0.6) per dataset) and values U[-1, 1]. Scorers:
 

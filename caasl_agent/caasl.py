@@ -11,7 +11,7 @@ A subclass of SB3's :class:`~stable_baselines3.SAC` (so callbacks, logging, Tens
 * a target entropy annealed linearly from ``target_entropy`` to ``target_entropy_final``;
 * :class:`~caasl_agent.buffers.HistoryReplayBuffer` by default (next observation stored as the
   appended rows), and the TD target evaluated on the *next* history with the *next* validity
-  mask (the original code used the current mask: defect 2, DESIGN.md §6);
+  mask (the original code used the current mask: defect 2, docs/design.md §6);
 * zero-shot use across ``d``: :meth:`predict` and :meth:`load` accept observations and envs of
   any number of variables (see :meth:`set_env`).
 
@@ -41,7 +41,7 @@ class CAASL(SAC):
     """REDQ-style SAC with :class:`~caasl_agent.CAASLPolicy` (see the module docstring).
 
     Unlike SB3 algorithms, ``env`` comes first and the policy defaults to ``"CAASLPolicy"``:
-    ``CAASL(env)``. Every other SAC argument keeps its meaning; defaults follow DESIGN.md §4
+    ``CAASL(env)``. Every other SAC argument keeps its meaning; defaults follow docs/design.md §4
     where they do not depend on the compute budget (``gamma=0.9``, ``tau=1e-3``, actor lr 1e-3,
     critic lr 3e-5).
 

@@ -5,12 +5,12 @@ variable) or ``[targets_0..d-1]`` (``a = 1``, target-only spaces such as SERGIO 
 Internally every network works per variable: the action of variable ``j`` is
 ``(target_j, value_j)`` and is produced from, or paired with, variable ``j``'s embedding.
 The original code paired the critic's action entries ``(2j, 2j+1)`` with variable ``j``, mixing
-targets and values of different variables (defect 1, DESIGN.md §6); here the pairing follows the
+targets and values of different variables (defect 1, docs/design.md §6); here the pairing follows the
 layout above. No weight depends on ``d``: the same policy acts on histories of any size, and
 permuting the variables of an observation permutes the action the same way.
 
 Reference: Annadani et al., "Amortized Active Causal Induction with Deep Reinforcement
-Learning" (CAASL), NeurIPS 2024; DESIGN.md §4 for the sizes.
+Learning" (CAASL), NeurIPS 2024; docs/design.md §4 for the sizes.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ class EquivariantActor(BasePolicy):
     :param encoder_kwargs: keyword arguments of :class:`CAASLEncoder`.
     :param net_arch: hidden sizes of the per-variable head.
     :param activation_fn: activation of the head.
-    :param log_std_bounds: clamp of the log-std (DESIGN.md §4: ``(-20, 0)``).
+    :param log_std_bounds: clamp of the log-std (the original work's ``(-20, 0)``).
     :param log_std_init: initial log-std (bias of the log-std output): ``log(sqrt(1/3))``.
     """
 
@@ -201,10 +201,10 @@ class CAASLPolicy(SACPolicy):
     :param action_space: ``Box(-1, 1, (a * d,))`` with ``a`` 2 (targets, values) or 1 (targets).
     :param lr_schedule: learning-rate schedule of both optimizers (:class:`~caasl_agent.CAASL`
         sets the critic's own rate).
-    :param net_arch: hidden sizes of the per-variable actor and critic heads (DESIGN: 128, 128).
+    :param net_arch: hidden sizes of the per-variable actor and critic heads (reference: 128, 128).
     :param activation_fn: activation of the heads.
-    :param actor_encoder_kwargs: :class:`CAASLEncoder` kwargs of the actor (overrides the DESIGN
-        defaults key by key).
+    :param actor_encoder_kwargs: :class:`CAASLEncoder` kwargs of the actor (overrides the reference
+        sizes of docs/design.md §4 key by key).
     :param critic_encoder_kwargs: same for each critic (each critic has its own encoder).
     :param standardization: input standardisation of every encoder: ``"none"`` (real-valued
         data, the default), ``"zscore"``, or ``"counts"`` for count data such as SERGIO

@@ -9,7 +9,7 @@ variable, ``(B, d, D)``:
 * invariant to the order of the samples (no positional information over samples, max-pool),
 * independent of the padding: padded rows are key-padded in the attention over samples and
   excluded from the max-pool, so neither their content nor their number changes the output
-  (fix of defect 7 of the original code, DESIGN.md §6).
+  (fix of defect 7 of the original code, docs/design.md §6).
 
 Nothing in the weights depends on ``d`` or ``N``: one encoder acts on histories of any size.
 """
@@ -136,7 +136,7 @@ class CAASLEncoder(nn.Module):
     Linear ``2 -> embed_dim`` embedding, then ``n_layers`` pairs of pre-norm transformer layers
     (attention over the ``d`` variables of each sample, then over the ``N`` samples of each
     variable with the padded rows as key padding), a final LayerNorm and a max over the valid
-    samples. DESIGN.md §4: ``embed_dim=32, n_layers=4, n_heads=8, ff_dim=128, dropout=0.1``.
+    samples. Reference sizes (docs/design.md §4): ``embed_dim=32, n_layers=4, n_heads=8, ff_dim=128, dropout=0.1``.
 
     :param embed_dim: width ``D`` of the token embeddings and of the output.
     :param n_layers: number of (variable-attention, sample-attention) layer pairs.

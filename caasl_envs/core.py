@@ -4,7 +4,7 @@ One :class:`CausalDesignCore` holds ``B`` environments that always step together
 of valid history rows, one simulator call and one reward-model forward per step for the whole
 batch. It speaks torch tensors; the Gymnasium / SB3 front ends convert at their boundary.
 
-Data flow of one step (DESIGN §2)::
+Data flow of one step (docs/design.md §2)::
 
     action (B, A) -> targets (B, d) bool, values (B, d)
                   -> simulator samples (B, k, d)

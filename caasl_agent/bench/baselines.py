@@ -10,7 +10,7 @@ observation) and works for any ``d`` and both action layouts of the environments
 * targets only in ``[-1, 1]^d`` (``target_only=True``), e.g. SERGIO knockouts.
 
 Random choices range over all ``d`` variables (the original SERGIO random baseline only ever
-chose among the first ``d / 2`` genes: defect 4 of DESIGN §6). Each baseline owns a seeded
+chose among the first ``d / 2`` genes: defect 4 of docs/design.md §6). Each baseline owns a seeded
 :class:`numpy.random.Generator`, so its actions are reproducible; ``deterministic`` does not
 change a random baseline (its randomness *is* the design rule).
 """

@@ -6,7 +6,7 @@ name, i)`` through its environment seed, so every agent meets the same hidden sy
 same initial data, whichever agents run, in whichever order, with however many episodes.
 Changing what a suite contains means bumping its version.
 
-Suites (DESIGN §3):
+Suites (docs/design.md §3):
 
 * ``linear`` (v1): the CAASL training setting (``in-distribution``) and every linear
   out-of-distribution setting: scale-free graphs, scale-free with coefficient mean 0.1, the
@@ -148,7 +148,7 @@ def _linear_suite() -> Suite:
     return Suite(
         name="linear",
         version=1,
-        description="CAASL's linear training setting and every linear OOD setting (DESIGN §3)",
+        description="CAASL's linear training setting and every linear OOD setting",
         settings=(
             Setting("in-distribution", er, {}, "ER degree 3, d=10, Gaussian noise, do"),
             Setting("scale-free", sf, {}, "scale-free graphs"),
@@ -176,7 +176,7 @@ def _sergio_suite() -> Suite | None:
     return Suite(
         name="sergio",
         version=1,
-        description="SERGIO training setting and its OOD settings (DESIGN §3)",
+        description="SERGIO training setting and its OOD settings",
         settings=(
             Setting("in-distribution", env_id, {}, "SERGIO training setting"),
             Setting("scale-free", env_id, {"graph": "scale_free"}, "scale-free graphs"),

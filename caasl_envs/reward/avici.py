@@ -1,6 +1,6 @@
 """AVICI (Lorch et al., 2022) in PyTorch: the amortized causal-discovery reward model.
 
-The architecture follows the official JAX/Haiku ``BaseModel`` exactly (DESIGN §5), so official
+The architecture follows the official JAX/Haiku ``BaseModel`` exactly (docs/design.md §5), so official
 checkpoints load into it (see :mod:`caasl_envs.reward.official`):
 
 * ``Linear(2 -> dim)`` embedding of every (sample, variable) cell;

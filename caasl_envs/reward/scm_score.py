@@ -1,6 +1,6 @@
 """Local scores under the linear environments' own parameter prior, batched over environments.
 
-The linear environments (DESIGN §3, :class:`~caasl_envs.scm.LinearSCMPrior` with its defaults)
+The linear environments (docs/design.md §3, :class:`~caasl_envs.scm.LinearSCMPrior` with its defaults)
 draw, for a variable ``j`` with parent set ``Pa`` of size ``l``,
 
 ``x_j = sum_{i in Pa} w_i x_i + sigma eps``, ``w ~ N(0, I / l)``, ``tau = 1 / sigma^2 ~

@@ -1,7 +1,7 @@
 """Linear additive-noise SCMs, batched over environments.
 
 ``x_j = sum_i W_ij x_i + b_j + sigma_j * eps_j`` with ``eps_j`` zero-mean, unit-variance noise of
-one family (Gaussian, Laplace, Gumbel). Priors follow CAASL (DESIGN §3): ``W_ij ~ N(±mu,
+one family (Gaussian, Laplace, Gumbel). Priors follow CAASL (docs/design.md §3): ``W_ij ~ N(±mu,
 1/indeg(j))`` with a random sign on edges, ``sigma_j^2 ~ InverseGamma(10, 1)``, zero bias unless
 asked for.
 

@@ -545,7 +545,7 @@ class SergioGRN(SergioDynamics):
 class SergioPrior(SergioDynamics):
     """The prior over SERGIO gene-regulatory networks an environment samples its system from.
 
-    Defaults follow CAASL's SERGIO setting (DESIGN.md §3).
+    Defaults follow CAASL's SERGIO setting (docs/design.md §3).
 
     :param d: number of genes.
     :param graph: graph prior, one of :data:`~caasl_envs.graphs.GRAPH_PRIORS`.
