@@ -343,21 +343,57 @@ def run_setting(
         experiments; ``return`` is the cumulative reward), ``probs`` ``(E, d, d)`` final edge
         probabilities, ``graphs`` ``(E, d, d)`` true graphs.
     """
+    vec = _setting_env(setting, len(seeds), reward_model, device)
+    agent = _prepare_agent(agent, vec, agent_seed)
+    _seed_global_generators(agent_seed)
+    records = _roll_out(agent, vec, seeds, deterministic)
+    return {
+        "metrics": records,
+        "probs": vec.core.probs.cpu().numpy(),
+        "graphs": vec.core.graph.cpu().numpy(),
+    }
+
+
+def _setting_env(
+    setting: Setting, n_envs: int, reward_model: Any, device: str
+) -> CausalDesignVectorEnv:
+    """One batched env of ``n_envs`` episodes of ``setting`` with dense rewards."""
     kwargs = {**setting.env_kwargs(), "reward_schedule": "dense", "device": device}
     if reward_model is not None:
         kwargs["reward_model"] = reward_model
-    vec = CausalDesignVectorEnv(len(seeds), **kwargs)
-    core = vec.core
+    return CausalDesignVectorEnv(n_envs, **kwargs)
+
+
+def _prepare_agent(agent: Any, vec: CausalDesignVectorEnv, agent_seed: int) -> Any:
+    """A baseline name becomes a baseline built for ``vec``; anything else is loaded and checked
+    against ``vec``'s spaces."""
     if isinstance(agent, str):
+        core = vec.core
         # The uncertainty baseline asks for the posterior the environment has just computed.
         core.reward_model = LastCallCache(core.reward_model)
-        agent = make_baseline(agent, core.target_only, agent_seed, core.reward_model)
-    else:
-        agent = load_agent(agent)
-        _check_compatible(agent, vec)
-    torch.manual_seed(agent_seed)
-    np.random.seed(agent_seed)  # noqa: NPY002  (user callables may draw from the global state)
-    random.seed(agent_seed)
+        return make_baseline(agent, core.target_only, agent_seed, core.reward_model)
+    agent = load_agent(agent)
+    _check_compatible(agent, vec)
+    return agent
+
+
+def _seed_global_generators(seed: int) -> None:
+    """Seed torch, numpy and ``random`` (stochastic SB3 policies and user callables draw from
+    those)."""
+    torch.manual_seed(seed)
+    np.random.seed(seed)  # noqa: NPY002  (user callables may draw from the global state)
+    random.seed(seed)
+
+
+def _roll_out(
+    agent: Any, vec: CausalDesignVectorEnv, seeds: Sequence[int], deterministic: bool
+) -> dict[str, np.ndarray]:
+    """Reset ``vec`` with ``seeds`` and run ``agent`` for the whole budget.
+
+    :return: ``{metric: (E, T + 1) float64}``, column ``t`` after ``t`` experiments; ``return``
+        is the cumulative reward.
+    """
+    core = vec.core
     obs, _ = vec.reset(seed=[int(s) for s in seeds])
     e, budget = vec.num_envs, core.budget
     records = {"return": np.zeros((e, budget + 1))}
@@ -378,11 +414,7 @@ def run_setting(
         total = total + reward
         record(t)
         episode_start = np.zeros(e, dtype=bool)
-    return {
-        "metrics": records,
-        "probs": core.probs.cpu().numpy(),
-        "graphs": core.graph.cpu().numpy(),
-    }
+    return records
 
 
 @dataclass(frozen=True)
@@ -461,71 +493,18 @@ def benchmark(
     :param out: when given, write every report there (:meth:`BenchmarkResults.save`).
     """
     suite = get_suite(suite)
-    if episodes is None:
-        episodes = suite.episodes
-    episodes, workers = check_int("episodes", episodes, 1), check_int("workers", workers, 1)
-    if settings is not None and len(settings) == 0:
-        raise ValueError(f"no settings selected; suite {suite.name!r} has {suite.names()}")
-    for mode in modes:
-        if mode not in MODES:
-            raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
-    items = list(agents.items()) if isinstance(agents, Mapping) else None
-    if items is None:
-        items, seen = [], {}
-        for spec in agents:
-            label = agent_label(spec)
-            seen[label] = seen.get(label, 0) + 1
-            items.append((label if seen[label] == 1 else f"{label}#{seen[label]}", spec))
-    if not items:
-        raise ValueError("no agents to benchmark")
+    episodes = check_int("episodes", suite.episodes if episodes is None else episodes, 1)
+    workers = check_int("workers", workers, 1)
+    _check_options(suite, settings, modes)
+    items = _labelled_agents(agents)
     labels = [label for label, _ in items]
     if reference is not None and reference not in labels:
         raise ValueError(f"reference agent {reference!r} is not among the agents {labels}")
-    resolved = {
-        label: spec if isinstance(spec, str) and spec in BASELINES else load_agent(spec)
-        for label, spec in items
-    }
     chosen = suite.select(list(settings) if settings is not None else None)
     model_of = {s.name: reward_model_for(reward_model, s) for s in chosen}
     _check_reward_models(reward_model, model_of, suite)
-    tasks = [
-        _Task(
-            setting=s,
-            label=label,
-            agent=resolved[label],
-            mode=mode,
-            seeds=tuple(suite.episode_seeds(s.name, episodes, seed)),
-            reward_model=model_of[s.name],
-            agent_seed=_stable_seed(seed, suite.name, suite.version, s.name, label),
-            device=device,
-        )
-        for s in chosen
-        for label in labels
-        for mode in modes
-    ]
-    outcomes = _execute(tasks, workers, progress)
-    runs, skipped, timings = [], [], []
-    for task, (record, why, seconds) in zip(tasks, outcomes):
-        timings.append(
-            {
-                "setting": task.setting.name,
-                "agent": task.label,
-                "mode": task.mode,
-                "seconds": seconds,
-            }
-        )
-        if record is None:
-            warnings.warn(f"{task.label} skipped on {task.setting.name}: {why}", stacklevel=2)
-            skipped.append(
-                {
-                    "setting": task.setting.name,
-                    "agent": task.label,
-                    "mode": task.mode,
-                    "reason": why,
-                }
-            )
-        else:
-            runs.append(record)
+    tasks = _make_tasks(suite, chosen, items, modes, episodes, seed, model_of, device)
+    runs, skipped, timings = _collect(tasks, _execute(tasks, workers, progress))
     meta = {
         "format": "caasl-benchmark/1",
         "suite": suite.name,
@@ -535,24 +514,98 @@ def benchmark(
         "modes": list(modes),
         "agents": labels,
         "reference": reference or labels[0],
-        "settings": [
-            {
-                "name": s.name,
-                "env_id": s.env_id,
-                "description": s.description,
-                "env_kwargs": {
-                    k: v for k, v in s.env_kwargs().items() if k not in ("reward_model", "device")
-                },
-                "reward_model": reward_model_name(model_of[s.name]),
-            }
-            for s in chosen
-        ],
+        "settings": [_setting_meta(s, model_of[s.name]) for s in chosen],
         "skipped": skipped,
     }
     results = BenchmarkResults(meta, runs, timings)
     if out is not None:
         results.save(out)
     return results
+
+
+def _check_options(suite: Suite, settings: Sequence[str] | None, modes: Sequence[str]) -> None:
+    """Reject an empty setting selection and unknown evaluation modes."""
+    if settings is not None and len(settings) == 0:
+        raise ValueError(f"no settings selected; suite {suite.name!r} has {suite.names()}")
+    for mode in modes:
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
+
+
+def _labelled_agents(agents: Sequence[Any] | Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """``[(label, agent)]``: the mapping's labels, or :func:`agent_label` numbered ``#2``,
+    ``#3``... on repeats; agents other than baseline names are loaded here, once."""
+    if isinstance(agents, Mapping):
+        items = list(agents.items())
+    else:
+        items, seen = [], {}
+        for spec in agents:
+            label = agent_label(spec)
+            seen[label] = seen.get(label, 0) + 1
+            items.append((label if seen[label] == 1 else f"{label}#{seen[label]}", spec))
+    if not items:
+        raise ValueError("no agents to benchmark")
+    return [
+        (label, spec if isinstance(spec, str) and spec in BASELINES else load_agent(spec))
+        for label, spec in items
+    ]
+
+
+def _make_tasks(
+    suite: Suite,
+    chosen: Sequence[Setting],
+    items: Sequence[tuple[str, Any]],
+    modes: Sequence[str],
+    episodes: int,
+    seed: int,
+    model_of: Mapping[str, Any],
+    device: str,
+) -> list[_Task]:
+    """One task per (setting, agent, mode), in that order; every agent of a setting gets the
+    same episode seeds."""
+    return [
+        _Task(
+            setting=s,
+            label=label,
+            agent=agent,
+            mode=mode,
+            seeds=tuple(suite.episode_seeds(s.name, episodes, seed)),
+            reward_model=model_of[s.name],
+            agent_seed=_stable_seed(seed, suite.name, suite.version, s.name, label),
+            device=device,
+        )
+        for s in chosen
+        for label, agent in items
+        for mode in modes
+    ]
+
+
+def _collect(
+    tasks: Sequence[_Task], outcomes: Sequence[tuple[RunRecord | None, str | None, float]]
+) -> tuple[list[RunRecord], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Split the outcomes into runs, skipped tasks (with a warning each) and timings."""
+    runs, skipped, timings = [], [], []
+    for task, (record, why, seconds) in zip(tasks, outcomes):
+        key = {"setting": task.setting.name, "agent": task.label, "mode": task.mode}
+        timings.append({**key, "seconds": seconds})
+        if record is None:
+            warnings.warn(f"{task.label} skipped on {task.setting.name}: {why}", stacklevel=3)
+            skipped.append({**key, "reason": why})
+        else:
+            runs.append(record)
+    return runs, skipped, timings
+
+
+def _setting_meta(setting: Setting, model: Any) -> dict[str, Any]:
+    """What the results record about a setting: its id, kwargs and reward model."""
+    kwargs = setting.env_kwargs()
+    return {
+        "name": setting.name,
+        "env_id": setting.env_id,
+        "description": setting.description,
+        "env_kwargs": {k: v for k, v in kwargs.items() if k not in ("reward_model", "device")},
+        "reward_model": reward_model_name(model),
+    }
 
 
 def _execute(
