@@ -286,6 +286,15 @@ def test_metrics_recomputed_from_saved_edge_probabilities(end_to_end):
     pd.testing.assert_frame_equal(loaded.summary(), results.summary())
 
 
+def test_save_load_save_keeps_every_file_including_timings(end_to_end, tmp_path):
+    results, out = end_to_end
+    assert results.timings  # one entry per run
+    again = BenchmarkResults.load(out).save(tmp_path / "again", plots=False)
+    assert json.loads((again / "timings.json").read_text()) == results.timings
+    for name in OUTPUTS:
+        assert (again / name).read_bytes() == (out / name).read_bytes(), name
+
+
 def test_every_agent_sees_the_same_environments(end_to_end):
     results, _ = end_to_end
     seen: dict[str, list[np.ndarray]] = {}

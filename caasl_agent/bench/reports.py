@@ -362,7 +362,8 @@ class BenchmarkResults:
 
     @classmethod
     def load(cls, out: str | Path) -> BenchmarkResults:
-        """Read back a folder written by :meth:`save` (metrics from JSON, probabilities from npz)."""
+        """Read back a folder written by :meth:`save` (metrics from JSON, probabilities from npz,
+        wall-clock seconds from ``timings.json`` when the folder has one)."""
         out = Path(out)
         data = json.loads((out / "results.json").read_text())
         runs_json = data.pop("runs")
@@ -385,7 +386,9 @@ class BenchmarkResults:
                     graphs=graphs.astype(np.float32),
                 )
             )
-        return cls(data, runs)
+        timings_path = out / "timings.json"
+        timings = json.loads(timings_path.read_text()) if timings_path.is_file() else []
+        return cls(data, runs, timings)
 
     def plot(self, folder: str | Path, metrics: tuple[str, ...] = TABLE_METRICS) -> list[Path]:
         """One PNG per metric (and mode): metric vs number of experiments, one panel per
