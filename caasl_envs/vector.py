@@ -45,9 +45,15 @@ class CausalDesignVectorEnv(VectorEnv):
         self, *, seed: int | list[int] | None = None, options: dict | None = None
     ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """Sample ``num_envs`` new hidden systems (``seed``: ``s0`` gives env ``i`` the seed
-        ``s0 + i``; a list gives each its own; ``None`` keeps the generators going)."""
+        ``s0 + i``; a list gives each its own; ``None`` keeps the generators going). A seed also
+        seeds :attr:`np_random`, from ``s0`` or from the whole list."""
         if seed is not None or self._generators is None:
             self._generators = make_generators(seed, self.num_envs)
+        if isinstance(seed, int | np.integer) and not isinstance(seed, bool):
+            super().reset(seed=int(seed))
+        elif seed is not None and all(s is not None for s in seed):
+            self._np_random = np.random.default_rng([int(s) for s in seed])
+            self._np_random_seed = -1  # Gymnasium's value for "not seeded by one integer"
         summary = self.core.reset(BatchedRNG(self._generators, self.core.device))
         self._autoreset = False
         return self._obs(), self._info({f"initial_{k}": v for k, v in summary.items()})

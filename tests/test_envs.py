@@ -68,6 +68,21 @@ def test_integer_seed_gives_consecutive_seeds_like_gymnasium(fast_reward):
     np.testing.assert_array_equal(a["history"], b["history"])
 
 
+def test_vector_reset_seeds_np_random(fast_reward):
+    def draws(seed) -> np.ndarray:
+        vec = CausalDesignVectorEnv(2, **SMALL, reward_model=fast_reward)
+        vec.reset(seed=seed)
+        return vec.np_random.random(4)
+
+    np.testing.assert_array_equal(draws(5), draws(5))
+    assert not np.array_equal(draws(5), draws(6))
+    np.testing.assert_array_equal(draws([5, 9]), draws([5, 9]))
+    assert not np.array_equal(draws([5, 9]), draws([5, 8]))
+    vec = CausalDesignVectorEnv(2, **SMALL, reward_model=fast_reward)
+    vec.reset(seed=5)
+    assert vec.np_random_seed == 5
+
+
 def test_reset_seed_fixes_the_system_and_every_sample(fast_reward):
     actions = np.random.default_rng(1).uniform(-1, 1, (3, 8)).astype(np.float32)
     one = rollout_single(42, actions, **SMALL, reward_model=fast_reward)
