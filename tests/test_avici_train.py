@@ -119,6 +119,26 @@ def test_cli_trains_exports_and_loads(tmp_path):
     assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["step"] == 3
 
 
+def test_sergio_cli_takes_low_high_ranges_and_resumes(tmp_path):
+    from caasl_envs.reward.training.train_sergio import main as sergio_main
+
+    run = str(tmp_path / "run")
+    tiny = ["--batch-size", "1", "--eval-datasets", "1", "--no-progress", "--device", "cpu"]
+    sergio_main(
+        ["--out", run, "--steps", "1", "--n-obs", "4:5", "--n-int", "1", "--target-prob", "0.5",
+         *tiny]
+    )  # fmt: skip
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    data = state["config"]["data"]
+    assert state["step"] == 1 and tuple(data["n_obs_range"]) == (4, 5)
+    assert tuple(data["n_int_range"]) == (1, 1) and tuple(data["target_prob_range"]) == (0.5, 0.5)
+    sergio_main(["--out", run, "--resume", "--steps", "2", *tiny])  # extend the schedule
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert state["step"] == 2 and tuple(state["config"]["data"]["n_obs_range"]) == (4, 5)
+    with pytest.raises(SystemExit, match="--resume"):  # a fresh run must not overwrite it
+        sergio_main(["--out", run, "--steps", "1", *tiny])
+
+
 def test_sergio_sampler_validates_its_ranges_like_the_linear_one():
     from caasl_envs.reward.training.train_sergio import SergioDatasetSampler
 

@@ -12,13 +12,16 @@ measure them:
 * one number of genes, rows, graph prior and degree per minibatch (so no padding); the rest is
   drawn per network.
 
-Command line: ``python -m caasl_envs.reward.training.train_sergio --help``.
+Command line: ``python -m caasl_envs.reward.training.train_sergio --help``; ranges are
+``LOW:HIGH`` (or one value) and ``--resume`` continues ``OUT/checkpoint.pt``, as in
+``caasl-train-reward``.
 """
 
 from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass, fields, replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -32,6 +35,7 @@ from caasl_envs.reward.training.train import (
     Trainer,
     run_and_export,
 )
+from caasl_envs.reward.training.train import _range as int_range
 from caasl_envs.rng import BatchedRNG
 from caasl_envs.scm import Measurement, SergioGRN, SergioPrior
 
@@ -127,27 +131,54 @@ def make_trainer(config: TrainConfig) -> Trainer:
 MODEL = dict(dim=64, layers=2, num_heads=4, key_size=16, dropout=0.0, expects_counts=True)
 
 
+def probability_range(text: str) -> tuple[float, float]:
+    """``LOW:HIGH`` (or one value ``P`` for ``P:P``) of probabilities."""
+    low, _, high = text.partition(":")
+    return float(low), float(high or low)
+
+
+def resumed_config(checkpoint: Path, args: argparse.Namespace) -> TrainConfig:
+    """The checkpoint's configuration with this invocation's steps (when given), time limit,
+    device and threads."""
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=True)["config"]
+    steps = saved["steps"] if args.steps is None else args.steps
+    return TrainConfig(
+        **{
+            **saved,
+            "steps": steps,
+            "time_limit_s": args.time_limit,
+            "device": args.device,
+            "threads": args.threads,
+        }
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default="runs/avici-sergio")
+    parser.add_argument("--out", default="runs/avici-sergio", help="run folder (checkpoint.pt)")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     parser.add_argument("--export", default=None, help="also write shippable weights to this .pt")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--steps", type=int, default=4000)
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="total steps (default 4000; with --resume: extend the schedule)",
+    )
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--technical-noise", default="10x-chromium-mini")
     parser.add_argument("--init", default=None, help="start from these weights (.pt)")
     parser.add_argument(
-        "--n-obs", type=int, nargs=2, default=(50, 50), help="wild-type cells per dataset, LOW HIGH"
+        "--n-obs", type=int_range, default=(50, 50), help="wild-type cells per dataset, LOW:HIGH"
     )
     parser.add_argument(
-        "--n-int", type=int, nargs=2, default=(0, 10), help="knockout cells per dataset, LOW HIGH"
+        "--n-int", type=int_range, default=(0, 10), help="knockout cells per dataset, LOW:HIGH"
     )
     parser.add_argument(
         "--target-prob",
-        type=float,
-        nargs=2,
+        type=probability_range,
         default=(0.05, 0.6),
-        help="per-gene target probability range",
+        help="per-gene target probability, LOW:HIGH",
     )
     parser.add_argument(
         "--cells-per-experiment",
@@ -164,6 +195,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--p-obs-only", type=float, default=0.2, help="fraction of wild-type-only datasets"
     )
+    parser.add_argument("--eval-every", type=int, default=250)
+    parser.add_argument("--eval-datasets", type=int, default=128)
     parser.add_argument("--time-limit", type=float, default=None, help="seconds")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None)
@@ -179,20 +212,20 @@ def main(argv: list[str] | None = None) -> None:
     config = TrainConfig(
         out_dir=args.out,
         seed=args.seed,
-        steps=args.steps,
+        steps=4000 if args.steps is None else args.steps,
         batch_size=args.batch_size,
         warmup_steps=200,
-        eval_every=250,
-        eval_datasets=128,
+        eval_every=args.eval_every,
+        eval_datasets=args.eval_datasets,
         time_limit_s=args.time_limit,
         device=args.device,
         threads=args.threads,
         model=dict(MODEL),
         data=dict(
             prior=prior,
-            n_obs_range=tuple(args.n_obs),
-            n_int_range=tuple(args.n_int),
-            target_prob_range=tuple(args.target_prob),
+            n_obs_range=args.n_obs,
+            n_int_range=args.n_int,
+            target_prob_range=args.target_prob,
             p_obs_only=args.p_obs_only,
             cells_per_experiment=k,
             **graph_mix,
@@ -200,9 +233,14 @@ def main(argv: list[str] | None = None) -> None:
         # Held out: the environment's setting with a random agent (10 experiments of k cells).
         eval_data=dict(SERGIO_HELDOUT, prior=prior, cells_per_experiment=k, **graph_mix),
     )
-    trainer = make_trainer(config)
-    if args.init:
-        trainer.model.load_state_dict(AVICIModel.load(args.init).state_dict())
+    checkpoint = Path(args.out) / "checkpoint.pt"
+    if args.resume and checkpoint.is_file():
+        trainer = make_trainer(resumed_config(checkpoint, args))
+        trainer.load(checkpoint)
+    else:
+        trainer = make_trainer(config)
+        if args.init:
+            trainer.model.load_state_dict(AVICIModel.load(args.init).state_dict())
     run_and_export(trainer, args)
 
 
