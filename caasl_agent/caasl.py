@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from gymnasium import spaces
 from stable_baselines3 import SAC
 from stable_baselines3.common.buffers import ReplayBuffer
-from stable_baselines3.common.type_aliases import GymEnv, Schedule
+from stable_baselines3.common.type_aliases import DictReplayBufferSamples, GymEnv, Schedule
 from stable_baselines3.common.utils import FloatSchedule, polyak_update, update_learning_rate
 
 from caasl_agent.buffers import HistoryReplayBuffer
@@ -187,15 +187,7 @@ class CAASL(SAC):
             data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
             ent_coef = self._entropy_coefficient()
 
-            with torch.no_grad():
-                next_actions, next_log_prob = self.actor.action_log_prob(data.next_observations)
-                members = torch.randperm(self.ensemble_size)[: self.target_subset_size].tolist()
-                next_q = self.critic_target.subset(data.next_observations, next_actions, members)
-                next_q = next_q.min(dim=1, keepdim=True).values - ent_coef * next_log_prob.reshape(
-                    -1, 1
-                )
-                target_q = data.rewards + (1 - data.dones) * self.gamma * next_q
-
+            target_q = self._td_target(data, ent_coef)
             current_q = self.critic(data.observations, data.actions)
             critic_loss = 0.5 * sum(F.mse_loss(q, target_q) for q in current_q)
             self.critic.optimizer.zero_grad()
@@ -227,6 +219,33 @@ class CAASL(SAC):
         if ent_coef_losses:
             self.logger.record("train/ent_coef_loss", np.mean(ent_coef_losses))
 
+    def _td_target(self, data: DictReplayBufferSamples, ent_coef: torch.Tensor) -> torch.Tensor:
+        """REDQ TD target ``(B, 1)``, without gradient.
+
+        ``r + gamma (1 - done) (min_{i in S} Q'_i(s', a') - alpha log pi(a' | s'))`` with
+        ``a' ~ pi(. | s')`` on the next history and its next mask, ``Q'_i`` the target critics
+        and ``S`` one uniformly random subset of ``target_subset_size`` of them, drawn afresh
+        for each batch from torch's global generator (seeded by ``seed``).
+        """
+        with torch.no_grad():
+            next_actions, next_log_prob = self.actor.action_log_prob(data.next_observations)
+            members = torch.randperm(self.ensemble_size)[: self.target_subset_size].tolist()
+            next_q = self.critic_target.subset(data.next_observations, next_actions, members)
+            next_q = next_q.min(dim=1, keepdim=True).values - ent_coef * next_log_prob.reshape(
+                -1, 1
+            )
+            return data.rewards + (1 - data.dones) * self.gamma * next_q
+
+    def _actor_q(
+        self, observations: dict[str, torch.Tensor], actions: torch.Tensor
+    ) -> torch.Tensor:
+        """The ensemble's value ``(B, 1)`` of ``actions (B, A)`` for the actor loss: the mean or
+        the min over all critics (``actor_q_reduction``), with gradients to ``actions`` only."""
+        q = self.critic.action_gradient_q(observations, actions)  # (B, N)
+        if self.actor_q_reduction == "mean":
+            return q.mean(dim=1, keepdim=True)
+        return q.min(dim=1, keepdim=True).values
+
     def _entropy_coefficient(self) -> torch.Tensor:
         if self.log_ent_coef is not None:
             return torch.exp(self.log_ent_coef.detach())
@@ -245,13 +264,7 @@ class CAASL(SAC):
             loss.backward()
             self.ent_coef_optimizer.step()
             ent_coef_loss = loss.item()
-        q_pi = self.critic.action_gradient_q(observations, actions_pi)
-        q_pi = (
-            q_pi.mean(dim=1, keepdim=True)
-            if self.actor_q_reduction == "mean"
-            else q_pi.min(dim=1, keepdim=True).values
-        )
-        actor_loss = (ent_coef * log_prob - q_pi).mean()
+        actor_loss = (ent_coef * log_prob - self._actor_q(observations, actions_pi)).mean()
         self.actor.optimizer.zero_grad()
         actor_loss.backward()
         self.actor.optimizer.step()
