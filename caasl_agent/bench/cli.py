@@ -34,20 +34,6 @@ def _modes(text: str) -> tuple[str, ...]:
     return ("deterministic", "stochastic") if text == "both" else (text,)
 
 
-def _agent_specs(text: str, trust_pickles: bool) -> dict[str, object]:
-    """``{label: spec}`` of ``--agents``; with ``trust_pickles`` the ``sb3:`` zips are loaded
-    here with SB3's plain unpickling (the harness loads them safely)."""
-    from caasl_agent.bench.runner import load_sb3
-
-    specs = [a.strip() for a in text.split(",") if a.strip()]
-    return {
-        spec: load_sb3(spec[4:], trust_pickles=True)
-        if trust_pickles and spec.startswith("sb3:")
-        else spec
-        for spec in specs
-    }
-
-
 def _bench(args: argparse.Namespace) -> None:
     import torch
 
@@ -55,9 +41,8 @@ def _bench(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    out = Path(args.out)
     results = benchmark(
-        _agent_specs(args.agents, args.trust_pickles),
+        [a.strip() for a in args.agents.split(",") if a.strip()],
         suite=args.suite,
         episodes=args.episodes,
         seed=args.seed,
@@ -67,11 +52,9 @@ def _bench(args: argparse.Namespace) -> None:
         reference=args.reference,
         workers=args.workers,
         device=args.device,
-        out=out,
-        backend=args.backend,
-        address=args.address,
-        plots=not args.no_plots,
     )
+    out = Path(args.out)
+    results.save(out, plots=not args.no_plots)
     results.print()
     print(
         f"results in {out}/ (table.md, steps.csv, results.json, plots/) after {time.perf_counter() - start:.0f} s"
@@ -87,12 +70,6 @@ def add_bench_parser(subparsers) -> None:
         "caasl:NAME, module:attr (an agent class, object or callable obs -> action).",
     )
     p.add_argument("--agents", default=DEFAULT_AGENTS, help="comma-separated agent specs")
-    p.add_argument(
-        "--trust-pickles",
-        action="store_true",
-        help="unpickle sb3: zips as Stable-Baselines3 does (runs code a crafted file holds; "
-        "default: only allow-listed objects)",
-    )
     p.add_argument("--suite", default="linear", help="suite name (linear, tiny, sergio, ...)")
     p.add_argument(
         "--settings", default=None, help="comma-separated subset of the suite's settings"
@@ -113,28 +90,11 @@ def add_bench_parser(subparsers) -> None:
         "--reference", default=None, help="agent for paired comparisons (default: first)"
     )
     p.add_argument(
-        "--workers", type=positive_int, default=1, help="runs in parallel processes (local backend)"
-    )
-    p.add_argument(
-        "--backend",
-        choices=("local", "ray"),
-        default="local",
-        help="local: this process or --workers processes; ray: one Ray task per run "
-        "(pip install 'caasl[ray]')",
-    )
-    p.add_argument(
-        "--address",
-        default=None,
-        help="Ray cluster to join (auto, ray://HOST:PORT); default: start a local Ray instance",
+        "--workers", type=positive_int, default=1, help="settings run in parallel processes"
     )
     p.add_argument("--threads", type=positive_int, default=1, help="torch threads per process")
     p.add_argument("--device", default="cpu")
-    p.add_argument(
-        "--out",
-        default="results/bench",
-        help="output folder; finished runs are kept in OUT/runs/ and the same command reruns "
-        "only the missing ones",
-    )
+    p.add_argument("--out", default="results/bench")
     p.add_argument("--no-plots", action="store_true")
     p.set_defaults(func=_bench)
 
