@@ -169,7 +169,36 @@ def test_history_buffer_rebuilds_what_dict_buffer_stores():
     for field in ("actions", "rewards", "dones"):
         torch.testing.assert_close(getattr(a, field), getattr(b, field))
     assert a.dones.sum() > 0
-    assert HistoryReplayBuffer.bytes_per_transition(60, 10, 1, 20) == 4978
+
+
+def allocated_bytes(buffer) -> int:
+    """Bytes of every array a buffer holds (dicts of arrays included)."""
+    total = 0
+    for value in vars(buffer).values():
+        arrays = value.values() if isinstance(value, dict) else [value]
+        total += sum(v.nbytes for v in arrays if isinstance(v, np.ndarray))
+    return total
+
+
+def test_history_buffer_allocates_what_bytes_per_transition_says_half_of_dict_buffer():
+    import gymnasium as gym
+
+    import caasl_envs  # noqa: F401 (registers the ids)
+
+    env = gym.make("caasl/LinearGaussian-v0", reward_model="partial-correlation")  # d=10, N=60
+    n_envs, size = 4, 64
+    kwargs = dict(
+        buffer_size=size * n_envs,
+        observation_space=env.observation_space,
+        action_space=env.action_space,
+        n_envs=n_envs,
+        device="cpu",
+    )
+    compact = HistoryReplayBuffer(**kwargs, rows_per_step=1)
+    full = DictReplayBuffer(**kwargs)
+    per_transition = allocated_bytes(compact) / (size * n_envs)
+    assert per_transition == HistoryReplayBuffer.bytes_per_transition(60, 10, 1, 20) == 4978
+    assert allocated_bytes(full) / (size * n_envs) == 10172  # the module docstring's figures
 
 
 def test_history_buffer_rejects_observations_that_are_not_growing_histories():
