@@ -34,7 +34,9 @@ from stable_baselines3.common.utils import FloatSchedule, polyak_update, update_
 
 from caasl_agent.buffers import HistoryReplayBuffer
 from caasl_agent.policies import CAASLPolicy
+from caasl_agent.serialization import safe_custom_objects
 from caasl_agent.torch_layers import history_space_dims
+from caasl_envs.core import resolve_device
 
 
 class CAASL(SAC):
@@ -323,10 +325,24 @@ class CAASL(SAC):
 
     @classmethod
     def load(
-        cls, path, env: GymEnv | None = None, device: torch.device | str = "auto", **kwargs
+        cls,
+        path,
+        env: GymEnv | None = None,
+        device: torch.device | str = "auto",
+        trust_pickles: bool = False,
+        **kwargs,
     ) -> CAASL:
-        """SB3 ``load``; ``env`` may have any ``d`` and number of envs (attached with :meth:`set_env`)."""
+        """SB3 ``load``; ``env`` may have any ``d`` and number of envs (attached with :meth:`set_env`).
+
+        Safe by default: the zip's pickled entries are rebuilt from an allow-list
+        (:mod:`caasl_agent.serialization`), so a crafted file runs no code; ``trust_pickles=True``
+        unpickles them as SB3 does, for a file one trusts. ``device`` must exist here
+        (``"auto"`` falls back to the CPU; an absent GPU is a ``ValueError``).
+        """
         force_reset = kwargs.pop("force_reset", True)
+        resolve_device(device)
+        if not trust_pickles:
+            kwargs["custom_objects"] = safe_custom_objects(path, kwargs.get("custom_objects"))
         model = super().load(path, env=None, device=device, **kwargs)
         if env is not None:
             model.set_env(env, force_reset=force_reset)

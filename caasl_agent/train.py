@@ -32,6 +32,7 @@ from stable_baselines3.common.vec_env import VecNormalize
 import caasl_envs
 from caasl_agent._argtypes import positive_int
 from caasl_agent.caasl import CAASL
+from caasl_agent.serialization import safe_custom_objects
 from caasl_envs.core import resolve_device
 
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -238,9 +239,12 @@ def train(
     resume: str | Path | None = None,
     progress_bar: bool = False,
     verbose: int = 1,
+    trust_pickles: bool = False,
 ) -> dict[str, Any]:
     """Train CAASL as ``config`` says (arguments that are not ``None`` override it).
 
+    :param resume: a checkpoint zip, loaded safely unless ``trust_pickles``
+        (:meth:`CAASL.load <caasl_agent.CAASL.load>`).
     :return: the content of ``results.json``.
     """
     config = copy.deepcopy(config)
@@ -258,6 +262,8 @@ def train(
             f"and {config['n_envs']}"
         )
     resolve_device(config.get("device", "auto"))  # before the output folder is made
+    if resume is not None and not trust_pickles:
+        safe_custom_objects(resume)  # a crafted or corrupt zip fails before anything is written
     output = Path(output_dir)
     (output / "checkpoints").mkdir(parents=True, exist_ok=True)
     env_id = config["env_id"]
@@ -276,7 +282,9 @@ def train(
         gamma = (config.get("algorithm") or {}).get("gamma", 0.99)
         env = VecNormalize(env, norm_obs=False, norm_reward=True, gamma=gamma)
     if resume is not None:
-        model = CAASL.load(resume, env=env, device=config.get("device", "auto"))
+        model = CAASL.load(
+            resume, env=env, device=config.get("device", "auto"), trust_pickles=trust_pickles
+        )
         model.tensorboard_log = str(output / "tb")
     else:
         model = model_from_config(config, env, tensorboard_log=str(output / "tb"), verbose=verbose)
@@ -372,6 +380,7 @@ def _train_command(args) -> None:
         seed=args.seed,
         resume=args.resume,
         progress_bar=args.progress_bar,
+        trust_pickles=args.trust_pickles,
     )
     print(json.dumps(results, indent=2))
 
@@ -388,6 +397,12 @@ def add_train_parser(subparsers) -> None:
     p.add_argument("--total-timesteps", type=positive_int, default=None)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--resume", default=None, help="a checkpoint .zip to continue training from")
+    p.add_argument(
+        "--trust-pickles",
+        action="store_true",
+        help="unpickle the --resume zip as Stable-Baselines3 does (runs code a crafted file "
+        "holds; default: only allow-listed objects)",
+    )
     p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
     p.add_argument("--progress-bar", action="store_true")
     p.set_defaults(func=_train_command)

@@ -34,13 +34,25 @@ REWARD_SCHEDULES = ("dense", "final")
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"`` means CUDA when available, else CPU; ``ValueError`` for an unknown device."""
+    """``"auto"`` means CUDA when available, else CPU (the only fallback); ``ValueError`` naming
+    ``device`` when it is unknown or not on this machine (``"cuda"`` without a GPU, ``"cuda:7"``
+    with fewer GPUs)."""
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(device)
-    except RuntimeError as err:  # torch's message lists every device type it knows
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as err:  # torch's message lists every device type it knows
         raise ValueError(f"unknown device {device!r}: {err}") from None
+    if resolved.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if (resolved.index or 0) >= count:
+            raise ValueError(
+                f"device {device!r} is not available: this machine has {count} CUDA device(s); "
+                "use 'cpu' or 'auto'"
+            )
+    elif resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {device!r} is not available on this machine; use 'cpu' or 'auto'")
+    return resolved
 
 
 _INTEGER_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)

@@ -33,6 +33,10 @@ class _AliasLoader(importlib.abc.Loader):
         sys.modules[self.old] = module
 
 
+#: every old module name given to :func:`alias_modules`, with its new name
+MOVED: dict[str, str] = {}
+
+
 class _AliasFinder(importlib.abc.MetaPathFinder):
     def __init__(self, moved: Mapping[str, str]) -> None:
         self.moved = dict(moved)
@@ -47,7 +51,13 @@ class _AliasFinder(importlib.abc.MetaPathFinder):
 
 def alias_modules(moved: Mapping[str, str]) -> None:
     """Make each old module name in ``moved`` import the module at its new name."""
+    MOVED.update(moved)
     sys.meta_path.append(_AliasFinder(moved))
 
 
-__all__ = ["alias_modules"]
+def current_module_name(name: str) -> str:
+    """The module ``name`` now lives at (``name`` itself unless it moved)."""
+    return MOVED.get(name, name)
+
+
+__all__ = ["MOVED", "alias_modules", "current_module_name"]

@@ -34,6 +34,20 @@ def _modes(text: str) -> tuple[str, ...]:
     return ("deterministic", "stochastic") if text == "both" else (text,)
 
 
+def _agent_specs(text: str, trust_pickles: bool) -> dict[str, object]:
+    """``{label: spec}`` of ``--agents``; with ``trust_pickles`` the ``sb3:`` zips are loaded
+    here with SB3's plain unpickling (the harness loads them safely)."""
+    from caasl_agent.bench.runner import load_sb3
+
+    specs = [a.strip() for a in text.split(",") if a.strip()]
+    return {
+        spec: load_sb3(spec[4:], trust_pickles=True)
+        if trust_pickles and spec.startswith("sb3:")
+        else spec
+        for spec in specs
+    }
+
+
 def _bench(args: argparse.Namespace) -> None:
     import torch
 
@@ -42,7 +56,7 @@ def _bench(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     results = benchmark(
-        [a.strip() for a in args.agents.split(",") if a.strip()],
+        _agent_specs(args.agents, args.trust_pickles),
         suite=args.suite,
         episodes=args.episodes,
         seed=args.seed,
@@ -70,6 +84,12 @@ def add_bench_parser(subparsers) -> None:
         "caasl:NAME, module:attr (an agent class, object or callable obs -> action).",
     )
     p.add_argument("--agents", default=DEFAULT_AGENTS, help="comma-separated agent specs")
+    p.add_argument(
+        "--trust-pickles",
+        action="store_true",
+        help="unpickle sb3: zips as Stable-Baselines3 does (runs code a crafted file holds; "
+        "default: only allow-listed objects)",
+    )
     p.add_argument("--suite", default="linear", help="suite name (linear, tiny, sergio, ...)")
     p.add_argument(
         "--settings", default=None, help="comma-separated subset of the suite's settings"

@@ -50,8 +50,11 @@ from caasl_agent.bench.baselines import BASELINES, make_baseline
 from caasl_agent.bench.reports import BenchmarkResults, RunRecord
 from caasl_agent.bench.suites import Setting, Suite, get_suite
 from caasl_agent.policies import action_entries_per_variable
+from caasl_agent.serialization import safe_custom_objects
 from caasl_envs import CausalDesignVectorEnv, metrics
 from caasl_envs.checks import check_int
+from caasl_envs.core import resolve_device
+from caasl_envs.moved import current_module_name
 from caasl_envs.reward import RewardModel, available_reward_models, is_reward_model_spec
 from caasl_envs.scm import SIMULATORS
 
@@ -126,7 +129,7 @@ def _algorithm_classes() -> list[type]:
 
 def _pickled_global(serialized: str) -> tuple[str, str] | None:
     """``(module, name)`` of the class a base64 cloudpickle refers to, read by disassembling
-    the pickle (nothing is executed)."""
+    the pickle (nothing is executed); a moved module by its current name."""
     import base64
 
     strings: list[str] = []
@@ -135,10 +138,10 @@ def _pickled_global(serialized: str) -> tuple[str, str] | None:
             if op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE"):
                 strings.append(arg)
             elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
-                return strings[-2], strings[-1]
+                return current_module_name(strings[-2]), strings[-1]
             elif op.name == "GLOBAL":
                 module, name = arg.split(" ", 1)
-                return module, name
+                return current_module_name(module), name
     except Exception:  # a malformed pickle only means: no hint
         return None
     return None
@@ -169,8 +172,17 @@ def _sb3_algorithm(path: Path) -> type:
     return max(candidates, key=lambda c: c[0])[1]
 
 
-def load_sb3(path: str | Path, algorithm: type | None = None, device: str = "cpu"):
+def load_sb3(
+    path: str | Path,
+    algorithm: type | None = None,
+    device: str = "cpu",
+    trust_pickles: bool = False,
+):
     """Load a Stable-Baselines3 model of any algorithm from its ``.zip``.
+
+    Safe by default: the zip's pickled entries are rebuilt from an allow-list
+    (:mod:`caasl_agent.serialization`); ``trust_pickles=True`` unpickles them as SB3 does, for
+    a file one trusts.
 
     :param algorithm: the algorithm class; detected from the zip when ``None``.
     """
@@ -179,7 +191,12 @@ def load_sb3(path: str | Path, algorithm: type | None = None, device: str = "cpu
         path = path.with_suffix(".zip")
     if not path.is_file():
         raise FileNotFoundError(f"no Stable-Baselines3 model at {path}")
+    resolve_device(device)  # SB3 would silently fall back to the CPU
     cls = algorithm or _sb3_algorithm(path)
+    if not trust_pickles:
+        return cls.load(path, device=device, custom_objects=safe_custom_objects(path))
+    if "trust_pickles" in inspect.signature(cls.load).parameters:  # CAASL
+        return cls.load(path, device=device, trust_pickles=True)
     return cls.load(path, device=device)
 
 
@@ -495,6 +512,7 @@ def benchmark(
     suite = get_suite(suite)
     episodes = check_int("episodes", suite.episodes if episodes is None else episodes, 1)
     workers = check_int("workers", workers, 1)
+    resolve_device(device)  # an absent device fails here, not inside the first run
     _check_options(suite, settings, modes)
     items = _labelled_agents(agents)
     labels = [label for label, _ in items]
