@@ -1,36 +1,57 @@
 """Paired differences between two agents of a saved benchmark run (any reference agent).
 
+One table per evaluation mode (a ``--mode both`` run has deterministic and stochastic
+episodes, never pooled); the intervals are the harness's
+(:meth:`caasl_agent.bench.reports.BenchmarkResults.comparison`: mean and 95% t-interval of the
+per-environment differences).
+
 python benchmarks/paired_vs.py results/issue7-linear-exact caasl:caasl-linear-exact-v0 uncertainty
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
 
-import numpy as np
-import pandas as pd
-from scipy import stats
+from caasl_agent.bench.reports import BenchmarkResults
 
 METRICS = ("expected_correct_entries", "eshd", "auroc", "auprc", "f1")
 
 
-def main(folder: str, agent: str, reference: str) -> None:
-    episodes = pd.read_csv(f"{folder}/episodes.csv")
-    print(
-        f"Paired difference `{agent}` − `{reference}`: mean [95% t-interval] over shared environments\n"
-    )
-    print("| setting | " + " | ".join(METRICS) + " |")
-    print("|---|" + "---:|" * len(METRICS))
-    for setting, rows in episodes.groupby("setting", sort=False):
-        a = rows[rows.agent == agent].set_index("episode").sort_index()
-        b = rows[rows.agent == reference].set_index("episode").sort_index()
-        cells = []
-        for metric in METRICS:
-            diff = (a[metric] - b[metric]).to_numpy()
-            half = stats.t.ppf(0.975, len(diff) - 1) * diff.std(ddof=1) / np.sqrt(len(diff))
-            cells.append(f"{diff.mean():.3f} [{diff.mean() - half:.3f}, {diff.mean() + half:.3f}]")
-        print(f"| {setting} | " + " | ".join(cells) + " |")
+def paired_tables(results: BenchmarkResults, agent: str, reference: str) -> str:
+    """Markdown tables of ``agent - reference`` per setting and metric, one per mode."""
+    frame = results.comparison(reference)
+    frame = frame[(frame.agent == agent) & frame.metric.isin(METRICS)]
+    if frame.empty:
+        raise ValueError(f"no runs of {agent!r} paired with {reference!r} in these results")
+    lines: list[str] = []
+    for mode, rows in frame.groupby("mode", sort=False):
+        lines += [
+            f"Paired difference `{agent}` − `{reference}`, {mode} policies: mean "
+            "[95% t-interval] over shared environments",
+            "",
+            "| setting | " + " | ".join(METRICS) + " |",
+            "|---|" + "---:|" * len(METRICS),
+        ]
+        for setting, group in rows.groupby("setting", sort=False):
+            by_metric = group.set_index("metric")
+            cells = [
+                f"{r.mean_diff:.3f} [{r.ci95_low:.3f}, {r.ci95_high:.3f}]"
+                for r in (by_metric.loc[m] for m in METRICS)
+            ]
+            lines.append(f"| {setting} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folder", help="a folder written by caasl bench (BenchmarkResults.save)")
+    parser.add_argument("agent")
+    parser.add_argument("reference")
+    args = parser.parse_args(argv)
+    results = BenchmarkResults.load(args.folder)
+    print(paired_tables(results, args.agent, args.reference))
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:4])
+    main()

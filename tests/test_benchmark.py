@@ -295,6 +295,25 @@ def test_save_load_save_keeps_every_file_including_timings(end_to_end, tmp_path)
         assert (again / name).read_bytes() == (out / name).read_bytes(), name
 
 
+def test_paired_vs_script_keeps_modes_apart_and_uses_the_harness_intervals(end_to_end):
+    import runpy
+
+    results, out = end_to_end
+    paired_tables = runpy.run_path("benchmarks/paired_vs.py")["paired_tables"]
+    text = paired_tables(BenchmarkResults.load(out), "random-zero", "random")
+    assert "deterministic policies" in text and "stochastic policies" in text
+    comparison = results.comparison("random")
+    for mode, section in zip(("deterministic", "stochastic"), text.split("Paired")[1:]):
+        row = comparison[
+            (comparison.agent == "random-zero")
+            & (comparison["mode"] == mode)
+            & (comparison.setting == TINY.settings[0].name)
+            & (comparison.metric == "expected_correct_entries")
+        ].iloc[0]
+        cell = f"{row.mean_diff:.3f} [{row.ci95_low:.3f}, {row.ci95_high:.3f}]"
+        assert f"| {TINY.settings[0].name} | {cell} |" in section, (mode, cell)
+
+
 def test_every_agent_sees_the_same_environments(end_to_end):
     results, _ = end_to_end
     seen: dict[str, list[np.ndarray]] = {}
