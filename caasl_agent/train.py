@@ -9,17 +9,23 @@ kwargs, the evaluation settings and optionally ``normalize_reward: true`` (SB3's
 * ``best_model.zip``: the best policy so far by periodic evaluation on a fixed set of envs,
 * ``final_model.zip``, ``evaluations.csv``, ``learning_curve.png``, ``tb/`` (TensorBoard),
 * ``results.json``: the best policy (sampled, the headline, and deterministic) and the
-  random-intervention baseline on held-out envs (other seeds than the periodic evaluation):
-  final expected correct entries, mean and standard error, and the paired difference.
+  harness's ``random`` baseline on held-out envs (other seeds than the periodic evaluation):
+  final expected correct entries, mean and standard error, and the paired difference with its
+  95% t-interval, as the benchmark harness reports them.
+
+Every evaluation runs through the harness's runner
+(:func:`caasl_agent.bench.runner.run_setting`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import json
+import random
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,19 +33,32 @@ import numpy as np
 import torch
 import yaml
 from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback
-from stable_baselines3.common.vec_env import VecNormalize
+from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 import caasl_envs
 from caasl_agent._argtypes import positive_int
+from caasl_agent.bench.reports import mean_sem, paired_interval
+from caasl_agent.bench.runner import run_setting
+from caasl_agent.bench.suites import Setting
 from caasl_agent.caasl import CAASL
+from caasl_agent.outputs import check_output_dir, refuse_existing, remove_outputs
 from caasl_agent.serialization import safe_custom_objects
 from caasl_envs.core import resolve_device
 
 CONFIG_DIR = Path(__file__).parent / "configs"
+#: what :func:`train` writes into its output folder
+TRAIN_OUTPUTS = (
+    "checkpoints",
+    "best_model.zip",
+    "final_model.zip",
+    "evaluations.csv",
+    "learning_curve.png",
+    "results.json",
+    "config.yaml",
+    "tb",
+)
 #: reward models tried, in order, for ``reward_model: auto``
 AUTO_REWARD_MODELS = ("avici-linear-v0", "exact-linear-gaussian")
-
-Designer = Callable[[dict[str, np.ndarray]], np.ndarray]
 
 
 def available_presets() -> list[str]:
@@ -80,46 +99,63 @@ def env_kwargs_of(config: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
-def evaluate_designer(
-    designer: Designer, env_id: str, n_envs: int, seed: int, env_kwargs: dict[str, Any]
-) -> dict[str, np.ndarray]:
-    """Run one episode on each of ``n_envs`` fixed envs (seeds ``seed .. seed + n_envs - 1``).
-
-    Torch's global generator (used by a sampling policy) is seeded with ``seed`` inside and
-    restored afterwards, so evaluations are reproducible and do not disturb training.
-
-    :return: ``"return"`` and ``"final_expected_correct_entries"``, each ``(n_envs,)``.
-    """
-    env = caasl_envs.make_sb3_vec_env(env_id, n_envs=n_envs, seed=seed, monitor=False, **env_kwargs)
-    obs = env.reset()
-    returns = np.zeros(n_envs)
+@contextlib.contextmanager
+def global_generators_restored() -> Iterator[None]:
+    """Restore torch's, numpy's and ``random``'s global generators on exit: the runner seeds
+    them, and training draws from them (SB3 samples its replay buffer with numpy's)."""
+    numpy_state, python_state = np.random.get_state(), random.getstate()  # noqa: NPY002
     with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        while True:
-            obs, rewards, dones, infos = env.step(designer(obs))
-            returns += rewards
-            if dones.all():
-                break
-    env.close()
-    final = np.array([info["final_metrics"]["expected_correct_entries"] for info in infos])
-    return {"return": returns, "final_expected_correct_entries": final}
+        try:
+            yield
+        finally:
+            np.random.set_state(numpy_state)  # noqa: NPY002
+            random.setstate(python_state)
 
 
-def policy_designer(model: CAASL, deterministic: bool = True) -> Designer:
-    return lambda obs: model.predict(obs, deterministic=deterministic)[0]
+def evaluate_agent(
+    agent: Any,
+    env_id: str,
+    env_kwargs: dict[str, Any],
+    n_envs: int,
+    seed: int,
+    deterministic: bool = False,
+) -> dict[str, np.ndarray]:
+    """One episode on each of ``n_envs`` fixed envs (seeds ``seed .. seed + n_envs - 1``), run
+    by the benchmark harness's :func:`~caasl_agent.bench.runner.run_setting`.
 
-
-def random_designer(action_size: int, seed: int) -> Designer:
-    """The random-intervention baseline: every action entry uniform in ``[-1, 1]``."""
-    rng = np.random.default_rng(seed)
-    return lambda obs: rng.uniform(-1.0, 1.0, (len(obs["mask"]), action_size)).astype(np.float32)
+    :param agent: a model with SB3's ``predict`` or a harness baseline name (``"random"``).
+    :param seed: the env seeds' start and the agent's seed; the global generators the runner
+        seeds with it are restored afterwards, so evaluations are reproducible and do not
+        disturb training.
+    :return: ``"final_expected_correct_entries"`` and ``"return"``, each ``(n_envs,)``.
+    """
+    setting = Setting("training", env_id, env_kwargs)
+    with global_generators_restored():
+        out = run_setting(
+            agent,
+            setting,
+            range(seed, seed + n_envs),
+            deterministic,
+            agent_seed=seed,
+            device=str(env_kwargs.get("device", "cpu")),
+        )
+    final = out["metrics"]
+    return {
+        "final_expected_correct_entries": final["expected_correct_entries"][:, -1],
+        "return": final["return"][:, -1],
+    }
 
 
 def summarize(values: np.ndarray) -> dict[str, float]:
-    return {
-        "mean": float(values.mean()),
-        "stderr": float(values.std(ddof=1) / np.sqrt(len(values))),
-    }
+    """Mean, standard error and count, as the harness's ``summary.csv``."""
+    mean, sem, n = mean_sem(values)
+    return {"mean": mean, "sem": sem, "n": n}
+
+
+def summarize_paired(difference: np.ndarray) -> dict[str, float]:
+    """Mean paired difference and its 95% t-interval, as the harness's ``comparison.csv``."""
+    mean, low, high, n = paired_interval(difference)
+    return {"mean_diff": mean, "ci95_low": low, "ci95_high": high, "n": n}
 
 
 class DesignEvalCallback(BaseCallback):
@@ -150,15 +186,8 @@ class DesignEvalCallback(BaseCallback):
     def _on_training_start(self) -> None:
         # A resumed model starts at its saved step count: evaluate every_steps from there.
         self._next = self.num_timesteps + self.every_steps
-        action_size = self.model.action_space.shape[0]
-        random = evaluate_designer(
-            random_designer(action_size, self.seed),
-            self.env_id,
-            self.n_envs,
-            self.seed,
-            self.env_kwargs,
-        )
-        self.random_mean = float(random["final_expected_correct_entries"].mean())
+        baseline = evaluate_agent("random", self.env_id, self.env_kwargs, self.n_envs, self.seed)
+        self.random_mean = float(baseline["final_expected_correct_entries"].mean())
 
     def _on_step(self) -> bool:
         if self.num_timesteps >= self._next:
@@ -167,12 +196,8 @@ class DesignEvalCallback(BaseCallback):
         return True
 
     def evaluate(self) -> None:
-        result = evaluate_designer(
-            policy_designer(self.model, self.deterministic),
-            self.env_id,
-            self.n_envs,
-            self.seed,
-            self.env_kwargs,
+        result = evaluate_agent(
+            self.model, self.env_id, self.env_kwargs, self.n_envs, self.seed, self.deterministic
         )
         final = summarize(result["final_expected_correct_entries"])
         row = {"timesteps": self.num_timesteps, **{f"final_ece_{k}": v for k, v in final.items()}}
@@ -198,7 +223,7 @@ def plot_learning_curve(history: list[dict[str, float]], random_mean: float, pat
 
     steps = np.array([row["timesteps"] for row in history])
     mean = np.array([row["final_ece_mean"] for row in history])
-    err = np.array([row["final_ece_stderr"] for row in history])
+    err = np.array([row["final_ece_sem"] for row in history])
     fig, ax = plt.subplots(figsize=(5, 3.5))
     ax.plot(steps, mean, marker="o", label="CAASL")
     ax.fill_between(steps, mean - err, mean + err, alpha=0.3)
@@ -240,47 +265,98 @@ def train(
     progress_bar: bool = False,
     verbose: int = 1,
     trust_pickles: bool = False,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Train CAASL as ``config`` says (arguments that are not ``None`` override it).
 
     :param resume: a checkpoint zip, loaded safely unless ``trust_pickles``
         (:meth:`CAASL.load <caasl_agent.CAASL.load>`).
+    :param overwrite: replace the outputs of an earlier run in ``output_dir`` (without it, and
+        without ``resume``, such a folder is a ``ValueError`` before any work).
     :return: the content of ``results.json``.
     """
+    config = with_overrides(
+        config, device=device, n_envs=n_envs, total_timesteps=total_timesteps, seed=seed
+    )
+    resolve_device(config.get("device", "auto"))  # before the output folder is made
+    if resume is not None and not trust_pickles:
+        safe_custom_objects(resume)  # a crafted or corrupt zip fails before anything is written
+    output = check_output_dir(output_dir)
+    if overwrite:
+        remove_outputs(output, TRAIN_OUTPUTS)
+    elif resume is None:
+        refuse_existing(output, TRAIN_OUTPUTS, "--overwrite (overwrite=True)")
+    env_kwargs = prepare_output(config, output)
+    model = make_model(config, env_kwargs, output, resume, verbose, trust_pickles)
+    eval_callback = DesignEvalCallback(
+        config["env_id"],
+        env_kwargs,
+        config["evaluation"]["n_envs"],
+        config["evaluation"]["seed"],
+        config["evaluation"]["every_steps"],
+        output,
+        deterministic=config["evaluation"].get("deterministic", False),
+    )
+    train_seconds = learn(model, config, output, eval_callback, resume is None, progress_bar)
+    model.save(output / "final_model")
+    if not eval_callback.history or eval_callback.history[-1]["timesteps"] != model.num_timesteps:
+        eval_callback.evaluate()
+    best = CAASL.load(output / "best_model", device=config.get("device", "auto"))
+    results = {
+        "env_id": config["env_id"],
+        "env_kwargs": env_kwargs,
+        "timesteps": int(model.num_timesteps),
+        "train_seconds": round(train_seconds, 1),
+        **heldout_results(best, config, env_kwargs),
+    }
+    with (output / "results.json").open("w") as f:
+        json.dump(results, f, indent=2)
+    plot_learning_curve(
+        eval_callback.history, eval_callback.random_mean, output / "learning_curve.png"
+    )
+    model.get_env().close()
+    return results
+
+
+def with_overrides(config: dict[str, Any], **overrides: Any) -> dict[str, Any]:
+    """A copy of ``config`` with the overrides that are not ``None``; checks the sizes."""
     config = copy.deepcopy(config)
-    for key, value in {
-        "device": device,
-        "n_envs": n_envs,
-        "total_timesteps": total_timesteps,
-        "seed": seed,
-    }.items():
-        if value is not None:
-            config[key] = value
+    config.update({key: value for key, value in overrides.items() if value is not None})
     if int(config["total_timesteps"]) < 1 or int(config["n_envs"]) < 1:
         raise ValueError(
             f"total_timesteps and n_envs must be >= 1, got {config['total_timesteps']} "
             f"and {config['n_envs']}"
         )
-    resolve_device(config.get("device", "auto"))  # before the output folder is made
-    if resume is not None and not trust_pickles:
-        safe_custom_objects(resume)  # a crafted or corrupt zip fails before anything is written
-    output = Path(output_dir)
+    return config
+
+
+def prepare_output(config: dict[str, Any], output: Path) -> dict[str, Any]:
+    """Make ``output/checkpoints`` and write ``config.yaml`` (with the resolved reward model);
+    returns the env kwargs."""
     (output / "checkpoints").mkdir(parents=True, exist_ok=True)
-    env_id = config["env_id"]
     env_kwargs = env_kwargs_of(config)
     with (output / "config.yaml").open("w") as f:
         yaml.safe_dump({**config, "env_kwargs": env_kwargs}, f, sort_keys=False)
+    return env_kwargs
 
-    env = caasl_envs.make_sb3_vec_env(
-        env_id, n_envs=config["n_envs"], seed=config["seed"], **env_kwargs
+
+def make_model(
+    config: dict[str, Any],
+    env_kwargs: dict[str, Any],
+    output: Path,
+    resume: str | Path | None = None,
+    verbose: int = 1,
+    trust_pickles: bool = False,
+) -> CAASL:
+    """A new (or, with ``resume``, a loaded) :class:`CAASL` on the preset's training envs.
+
+    With ``normalize_reward``, the envs are wrapped in SB3's ``VecNormalize`` on the rewards
+    only, with the model's own discount, so that its running return matches the return the
+    critics learn.
+    """
+    env: VecEnv = caasl_envs.make_sb3_vec_env(
+        config["env_id"], n_envs=config["n_envs"], seed=config["seed"], **env_kwargs
     )
-    if config.get("normalize_reward", False):
-        # One set of SAC settings (entropy coefficient, learning rates) then fits reward models
-        # whose per-step rewards differ by orders of magnitude (SERGIO's are ~0.01). The buffer
-        # keeps the raw rewards; SB3 rescales them when it samples. The running statistics
-        # restart on --resume.
-        gamma = (config.get("algorithm") or {}).get("gamma", 0.99)
-        env = VecNormalize(env, norm_obs=False, norm_reward=True, gamma=gamma)
     if resume is not None:
         model = CAASL.load(
             resume, env=env, device=config.get("device", "auto"), trust_pickles=trust_pickles
@@ -288,17 +364,26 @@ def train(
         model.tensorboard_log = str(output / "tb")
     else:
         model = model_from_config(config, env, tensorboard_log=str(output / "tb"), verbose=verbose)
-    evaluation = config["evaluation"]
+    if config.get("normalize_reward", False):
+        # One set of SAC settings (entropy coefficient, learning rates) then fits reward models
+        # whose per-step rewards differ by orders of magnitude (SERGIO's are ~0.01). The buffer
+        # keeps the raw rewards; SB3 rescales them when it samples. The running statistics
+        # restart on --resume.
+        model.set_env(VecNormalize(env, norm_obs=False, norm_reward=True, gamma=model.gamma))
+    return model
+
+
+def learn(
+    model: CAASL,
+    config: dict[str, Any],
+    output: Path,
+    eval_callback: DesignEvalCallback,
+    fresh: bool,
+    progress_bar: bool = False,
+) -> float:
+    """``model.learn`` for the preset's steps with periodic checkpoints and evaluations;
+    returns the wall-clock seconds."""
     n = config["n_envs"]
-    eval_callback = DesignEvalCallback(
-        env_id,
-        env_kwargs,
-        evaluation["n_envs"],
-        evaluation["seed"],
-        evaluation["every_steps"],
-        output,
-        deterministic=evaluation.get("deterministic", False),
-    )
     checkpoints = CheckpointCallback(
         max(config["checkpoint_every_steps"] // n, 1),
         str(output / "checkpoints"),
@@ -311,64 +396,43 @@ def train(
         log_interval=10 * n,  # SB3 counts episodes; all n envs end together: every 10 rounds
         progress_bar=progress_bar,
         tb_log_name="CAASL",
-        reset_num_timesteps=resume is None,
+        reset_num_timesteps=fresh,
     )
-    train_seconds = time.perf_counter() - start
-    model.save(output / "final_model")
-    if not eval_callback.history or eval_callback.history[-1]["timesteps"] != model.num_timesteps:
-        eval_callback.evaluate()
+    return time.perf_counter() - start
 
-    best = CAASL.load(output / "best_model", device=config.get("device", "auto"))
-    action_size = env.action_space.shape[0]
+
+def heldout_results(
+    best: CAASL, config: dict[str, Any], env_kwargs: dict[str, Any]
+) -> dict[str, Any]:
+    """The best policy (sampled and deterministic) and the harness's ``random`` baseline on the
+    held-out envs: summaries and the paired difference (sampled - random) of the final
+    expected correct entries, and the returns."""
+    evaluation = config["evaluation"]
     heldout = (evaluation["heldout_n_envs"], evaluation["heldout_seed"])
-    caasl_result = evaluate_designer(policy_designer(best, False), env_id, *heldout, env_kwargs)
-    deterministic_result = evaluate_designer(
-        policy_designer(best, True), env_id, *heldout, env_kwargs
-    )
-    random_result = evaluate_designer(
-        random_designer(action_size, heldout[1]), env_id, *heldout, env_kwargs
-    )
-    difference = (
-        caasl_result["final_expected_correct_entries"]
-        - random_result["final_expected_correct_entries"]
-    )
-    results = {
-        "env_id": env_id,
-        "env_kwargs": env_kwargs,
-        "timesteps": int(model.num_timesteps),
-        "train_seconds": round(train_seconds, 1),
-        "heldout_envs": {"n": heldout[0], "seed": heldout[1]},
-        "best_model_selected_by": "sampled"
-        if not evaluation.get("deterministic", False)
-        else "deterministic",
-        "caasl_final_expected_correct_entries": summarize(
-            caasl_result["final_expected_correct_entries"]
-        ),
-        "caasl_deterministic_final_expected_correct_entries": summarize(
-            deterministic_result["final_expected_correct_entries"]
-        ),
-        "random_final_expected_correct_entries": summarize(
-            random_result["final_expected_correct_entries"]
-        ),
-        "paired_difference": summarize(difference),
-        "caasl_return": summarize(caasl_result["return"]),
-        "random_return": summarize(random_result["return"]),
+    run = {
+        "caasl": evaluate_agent(best, config["env_id"], env_kwargs, *heldout),
+        "caasl_deterministic": evaluate_agent(best, config["env_id"], env_kwargs, *heldout, True),
+        "random": evaluate_agent("random", config["env_id"], env_kwargs, *heldout),
     }
-    with (output / "results.json").open("w") as f:
-        json.dump(results, f, indent=2)
-    plot_learning_curve(
-        eval_callback.history,
-        eval_callback.random_mean,
-        output / "learning_curve.png",
-    )
-    env.close()
-    return results
+    final = {name: r["final_expected_correct_entries"] for name, r in run.items()}
+    return {
+        "heldout_envs": {"n": heldout[0], "seed": heldout[1]},
+        "best_model_selected_by": "deterministic"
+        if evaluation.get("deterministic", False)
+        else "sampled",
+        "caasl_final_expected_correct_entries": summarize(final["caasl"]),
+        "caasl_deterministic_final_expected_correct_entries": summarize(
+            final["caasl_deterministic"]
+        ),
+        "random_final_expected_correct_entries": summarize(final["random"]),
+        "paired_difference": summarize_paired(final["caasl"] - final["random"]),
+        "caasl_return": summarize(run["caasl"]["return"]),
+        "random_return": summarize(run["random"]["return"]),
+    }
 
 
 def _train_command(args) -> None:
     if args.threads:
-        import torch
-
         torch.set_num_threads(args.threads)
     results = train(
         load_config(args.config),
@@ -381,6 +445,7 @@ def _train_command(args) -> None:
         resume=args.resume,
         progress_bar=args.progress_bar,
         trust_pickles=args.trust_pickles,
+        overwrite=args.overwrite,
     )
     print(json.dumps(results, indent=2))
 
@@ -397,6 +462,11 @@ def add_train_parser(subparsers) -> None:
     p.add_argument("--total-timesteps", type=positive_int, default=None)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--resume", default=None, help="a checkpoint .zip to continue training from")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the outputs of an earlier run in --output-dir (default: refuse them)",
+    )
     p.add_argument(
         "--trust-pickles",
         action="store_true",

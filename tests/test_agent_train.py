@@ -4,11 +4,24 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from agent_toy_env import one_torch_thread  # noqa: F401 (autouse fixture)
+from stable_baselines3.common.vec_env import VecNormalize
 
 import caasl_envs
+from caasl_agent import CAASL
+from caasl_agent.bench.reports import mean_sem, paired_interval
+from caasl_agent.bench.runner import run_setting
+from caasl_agent.bench.suites import Setting
 from caasl_agent.cli import build_parser
-from caasl_agent.train import available_presets, load_config, model_from_config, train
+from caasl_agent.train import (
+    available_presets,
+    evaluate_agent,
+    load_config,
+    make_model,
+    model_from_config,
+    train,
+)
 
 TINY = dict(embed_dim=8, n_layers=1, n_heads=2, ff_dim=16, dropout=0.0)
 
@@ -62,6 +75,21 @@ def test_train_writes_models_curves_and_results_and_resumes(tmp_path):
     assert any((out / "tb").rglob("events.out.tfevents.*"))
     assert json.loads((out / "results.json").read_text()) == results
     assert results["timesteps"] == 96 and results["heldout_envs"]["n"] == 6
+    # The held-out numbers are the harness's: its runner, its random baseline, its intervals.
+    config = tiny_config()
+    setting = Setting("training", config["env_id"], config["env_kwargs"])
+    harness = run_setting("random", setting, range(200, 206), False, agent_seed=200)
+    random_final = harness["metrics"]["expected_correct_entries"][:, -1]
+    assert results["random_final_expected_correct_entries"] == pytest.approx(
+        dict(zip(("mean", "sem", "n"), mean_sem(random_final)))
+    )
+    caasl = evaluate_agent(
+        CAASL.load(out / "best_model"), config["env_id"], config["env_kwargs"], 6, 200
+    )
+    difference = caasl["final_expected_correct_entries"] - random_final
+    assert results["paired_difference"] == pytest.approx(
+        dict(zip(("mean_diff", "ci95_low", "ci95_high", "n"), paired_interval(difference)))
+    )
     resumed = train(
         tiny_config(), tmp_path / "resumed", device="cpu", resume=out / "final_model.zip", verbose=0
     )
@@ -87,9 +115,32 @@ def test_exact_posterior_preset_trains_with_the_exact_reward(tmp_path):
     assert results["timesteps"] == 96 and (tmp_path / "final_model.zip").is_file()
 
 
-def test_normalized_rewards_are_rescaled_when_sampled_and_stored_raw(tmp_path):
-    from stable_baselines3.common.vec_env import VecNormalize
+def test_evaluation_leaves_the_global_generators_as_it_found_them():
+    config = tiny_config()
+    np.random.seed(0)  # noqa: NPY002
+    torch.manual_seed(0)
+    expected = np.random.rand(3), torch.rand(3)  # noqa: NPY002
+    np.random.seed(0)  # noqa: NPY002
+    torch.manual_seed(0)
+    evaluate_agent("random", config["env_id"], config["env_kwargs"], 2, 7)
+    np.testing.assert_array_equal(np.random.rand(3), expected[0])  # noqa: NPY002
+    torch.testing.assert_close(torch.rand(3), expected[1])
 
+
+@pytest.mark.parametrize("gamma", [None, 0.95])
+def test_reward_normalization_discounts_with_the_models_gamma(tmp_path, gamma):
+    config = tiny_config()
+    config["normalize_reward"] = True
+    config["algorithm"].pop("gamma", None)
+    if gamma is not None:
+        config["algorithm"]["gamma"] = gamma
+    model = make_model(config, config["env_kwargs"], tmp_path, verbose=0)
+    env = model.get_env()
+    assert isinstance(env, VecNormalize) and env.norm_reward and not env.norm_obs
+    assert env.gamma == model.gamma == (0.9 if gamma is None else gamma)  # CAASL's default: 0.9
+
+
+def test_normalized_rewards_are_rescaled_when_sampled_and_stored_raw(tmp_path):
     config = tiny_config()
     config["normalize_reward"] = True
     assert train(config, tmp_path, device="cpu", verbose=0)["timesteps"] == 96
