@@ -1,5 +1,6 @@
 # `make test` is the project's test command (README, .ci/run). It builds the venv itself:
-# torch is installed first, pinned, so that no dependency pulls a multi-GB CUDA build.
+# torch is installed first, pinned, so that no dependency pulls a multi-GB CUDA build; Ray (an
+# optional extra for users) is installed for the backend tests.
 PYTHON ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -11,7 +12,7 @@ $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,ray]'
 	touch $(STAMP)
 
 lint: $(STAMP)

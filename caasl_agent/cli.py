@@ -7,8 +7,10 @@ its arguments and sets ``func``; :func:`main` only dispatches.
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 
+from caasl_agent.bench.backends import BenchmarkFailed
 from caasl_agent.bench.cli import add_bench_parser, add_demo_parser
 from caasl_agent.train import add_train_parser
 
@@ -36,6 +38,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         if args.traceback:
             raise
         parser.exit(2, f"caasl {args.command}: error: {err}\n")
+    except BenchmarkFailed as err:
+        # Runs that raised are named (the finished ones are kept): exit status 1.
+        if args.traceback:
+            sys.stderr.write("".join(failure.traceback for _, failure in err.failures))
+            raise
+        parser.exit(1, f"caasl {args.command}: error: {err}\n")
 
 
 if __name__ == "__main__":

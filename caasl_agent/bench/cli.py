@@ -55,6 +55,7 @@ def _bench(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
+    out = Path(args.out)
     results = benchmark(
         _agent_specs(args.agents, args.trust_pickles),
         suite=args.suite,
@@ -66,9 +67,11 @@ def _bench(args: argparse.Namespace) -> None:
         reference=args.reference,
         workers=args.workers,
         device=args.device,
+        out=out,
+        backend=args.backend,
+        address=args.address,
+        plots=not args.no_plots,
     )
-    out = Path(args.out)
-    results.save(out, plots=not args.no_plots)
     results.print()
     print(
         f"results in {out}/ (table.md, steps.csv, results.json, plots/) after {time.perf_counter() - start:.0f} s"
@@ -110,11 +113,28 @@ def add_bench_parser(subparsers) -> None:
         "--reference", default=None, help="agent for paired comparisons (default: first)"
     )
     p.add_argument(
-        "--workers", type=positive_int, default=1, help="settings run in parallel processes"
+        "--workers", type=positive_int, default=1, help="runs in parallel processes (local backend)"
+    )
+    p.add_argument(
+        "--backend",
+        choices=("local", "ray"),
+        default="local",
+        help="local: this process or --workers processes; ray: one Ray task per run "
+        "(pip install 'caasl[ray]')",
+    )
+    p.add_argument(
+        "--address",
+        default=None,
+        help="Ray cluster to join (auto, ray://HOST:PORT); default: start a local Ray instance",
     )
     p.add_argument("--threads", type=positive_int, default=1, help="torch threads per process")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--out", default="results/bench")
+    p.add_argument(
+        "--out",
+        default="results/bench",
+        help="output folder; finished runs are kept in OUT/runs/ and the same command reruns "
+        "only the missing ones",
+    )
     p.add_argument("--no-plots", action="store_true")
     p.set_defaults(func=_bench)
 

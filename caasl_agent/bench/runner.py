@@ -36,16 +36,14 @@ import warnings
 import zipfile
 import zlib
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
+from caasl_agent.bench.backends import execute, make_executor
 from caasl_agent.bench.baselines import BASELINES, make_baseline
 from caasl_agent.bench.reports import BenchmarkResults, RunRecord
 from caasl_agent.bench.suites import Setting, Suite, get_suite
@@ -474,11 +472,6 @@ def _run_task(task: _Task) -> tuple[RunRecord | None, str | None, float]:
     return record, None, time.perf_counter() - start
 
 
-def _run_tasks_in_process(tasks: list[_Task]) -> list[tuple[RunRecord | None, str | None, float]]:
-    torch.set_num_threads(1)
-    return [_run_task(t) for t in tasks]
-
-
 def benchmark(
     agents: Sequence[Any] | Mapping[str, Any],
     suite: str | Suite = "linear",
@@ -492,6 +485,9 @@ def benchmark(
     device: str = "cpu",
     progress: bool = True,
     out: str | Path | None = None,
+    backend: str = "local",
+    address: str | None = None,
+    plots: bool = True,
 ) -> BenchmarkResults:
     """Benchmark agents on every setting of a suite.
 
@@ -506,12 +502,23 @@ def benchmark(
         ``{setting or "*": model}``.
     :param settings: names of the settings to run (default: all).
     :param reference: agent label for the paired comparison (default: the first agent).
-    :param workers: run settings in this many processes (agents must be picklable).
-    :param out: when given, write every report there (:meth:`BenchmarkResults.save`).
+    :param workers: run this many tasks at once in worker processes (agents must be
+        picklable); local backend only.
+    :param out: when given, keep every finished run in ``out/runs/`` and, once all have
+        finished, write every report there (:meth:`BenchmarkResults.save`); rerunning the same
+        call runs only the missing tasks, and a folder of another benchmark is refused
+        (:mod:`caasl_agent.bench.backends`).
+    :param backend: ``"local"`` (this process, or ``workers`` processes) or ``"ray"`` (one Ray
+        task per (setting, agent, mode)).
+    :param address: the Ray cluster to join (``"auto"``, ``"ray://HOST:PORT"``); ``None``
+        starts a local Ray instance.
+    :param plots: write the plots with the reports.
+    :raises BenchmarkFailed: when some runs raised (named), after the others finished.
     """
     suite = get_suite(suite)
     episodes = check_int("episodes", suite.episodes if episodes is None else episodes, 1)
     workers = check_int("workers", workers, 1)
+    executor = make_executor(backend, workers, address)
     resolve_device(device)  # an absent device fails here, not inside the first run
     _check_options(suite, settings, modes)
     items = _labelled_agents(agents)
@@ -522,7 +529,7 @@ def benchmark(
     model_of = {s.name: reward_model_for(reward_model, s) for s in chosen}
     _check_reward_models(reward_model, model_of, suite)
     tasks = _make_tasks(suite, chosen, items, modes, episodes, seed, model_of, device)
-    runs, skipped, timings = _collect(tasks, _execute(tasks, workers, progress))
+    runs, skipped, timings = _collect(tasks, execute(_run_task, tasks, executor, out, progress))
     meta = {
         "format": "caasl-benchmark/1",
         "suite": suite.name,
@@ -537,7 +544,7 @@ def benchmark(
     }
     results = BenchmarkResults(meta, runs, timings)
     if out is not None:
-        results.save(out)
+        results.save(out, plots=plots)
     return results
 
 
@@ -624,31 +631,3 @@ def _setting_meta(setting: Setting, model: Any) -> dict[str, Any]:
         "env_kwargs": {k: v for k, v in kwargs.items() if k not in ("reward_model", "device")},
         "reward_model": reward_model_name(model),
     }
-
-
-def _execute(
-    tasks: list[_Task], workers: int, progress: bool
-) -> list[tuple[RunRecord | None, str | None, float]]:
-    """Run the tasks here (``workers <= 1``) or grouped by setting in worker processes."""
-    bar = tqdm(total=len(tasks), desc="benchmark", unit="run", disable=not progress)
-    outcomes: list[Any] = [None] * len(tasks)
-    if workers <= 1:
-        for i, task in enumerate(tasks):
-            bar.set_postfix_str(f"{task.setting.name} / {task.label} / {task.mode}")
-            outcomes[i] = _run_task(task)
-            bar.update()
-    else:
-        groups: dict[str, list[int]] = {}
-        for i, task in enumerate(tasks):
-            groups.setdefault(task.setting.name, []).append(i)
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-            futures = {
-                pool.submit(_run_tasks_in_process, [tasks[i] for i in index]): index
-                for index in groups.values()
-            }
-            for future in as_completed(futures):
-                for i, outcome in zip(futures[future], future.result()):
-                    outcomes[i] = outcome
-                bar.update(len(futures[future]))
-    bar.close()
-    return outcomes
