@@ -1,25 +1,28 @@
-"""Quality of the shipped reward model on fixed held-out datasets, side by side with baselines.
+"""Quality of shipped reward models on fixed held-out datasets, side by side with baselines.
 
-Datasets: CAASL's linear-Gaussian prior at d=10 (docs/design.md §3), ER degree 3 and degree 1; each has
+Datasets: CAASL's linear-Gaussian prior at d=10 (docs/design.md §3; ``--d`` for others), ER
+degree 3 and degree 1; each has
 50 observational rows and 10 interventional rows with random do-targets (every node w.p. U(0.05,
 0.6) per dataset) and values U[-1, 1]. Scorers:
 
-* the shipped AVICI model on the 60 rows; on the 50 observational rows alone; on 60
+* each ``--models`` AVICI model on the 60 rows; on the 50 observational rows alone; on 60
   observational rows (the same systems, the interventional rows replaced by observational ones);
 * the constant-density prior (density = the prior's expected edge density);
 * |partial correlation| on the rows where neither variable was intervened on;
-* the exact linear-Gaussian edge posterior (``exact-linear-gaussian``: BGe, ER prior), the
-  reference ceiling;
+* the exact edge posteriors (``exact-linear-gaussian``: BGe, and ``exact-linear-scm``: the
+  environments' own parameter prior; both with the ER prior), the reference ceiling (d <= 14);
 * GES (causal-learn, BIC score) on all 60 rows (flags ignored); CPDAG -> hard graph with
   undirected edges in both directions.
 
-    python benchmarks/reward_quality.py [--datasets 100] [--model avici-linear-v0]
+    python benchmarks/reward_quality.py [--datasets 100] [--models avici-linear-v1 avici-linear-v0]
+        [--d 10 20 30]
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -27,19 +30,24 @@ import torch
 from caasl_envs import load_reward_model
 from caasl_envs.metrics import all_metrics
 from caasl_envs.reward.base import ConstantRewardModel, PartialCorrelationRewardModel
+from caasl_envs.reward.exact import MAX_EXACT_D
 from caasl_envs.reward.training.train import LinearDatasetSampler
 
 SETTINGS = {"ER degree 3": 3.0, "ER degree 1": 1.0}
 COLUMNS = ("auroc", "auprc", "eshd", "expected_correct_entries", "shd", "f1")
 
 
-def heldout(degree: float, n_datasets: int, n_int: int, p_obs_only: float, seed: int = 12345):
-    """Fixed held-out datasets: the same SCMs for any ``n_int``/``p_obs_only`` (same seed)."""
+def heldout(
+    degree: float, n_datasets: int, n_int: int, p_obs_only: float, seed: int = 12345, d: int = 10
+):
+    """Fixed held-out datasets: the same SCMs for any ``n_int``/``p_obs_only`` (same seed); seeds
+    disjoint from every training run's ``(seed, step)``."""
     sampler = LinearDatasetSampler(
-        d_range=(10, 10), n_obs_range=(50, 50), n_int_range=(n_int, n_int), p_obs_only=p_obs_only,
+        d_range=(d, d), n_obs_range=(50, 50), n_int_range=(n_int, n_int), p_obs_only=p_obs_only,
         graphs=("erdos_renyi",), degrees=(degree,),
     )  # fmt: skip
-    return sampler.sample((seed, int(degree)), n_datasets)
+    key = (seed, int(degree)) if d == 10 else (seed, int(degree), d)  # d = 10: the earlier sets
+    return sampler.sample(key, n_datasets)
 
 
 def ges_probs(x: torch.Tensor) -> torch.Tensor | None:
@@ -65,47 +73,59 @@ def _row(name: str, probs: torch.Tensor, graph: torch.Tensor, seconds: float) ->
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--datasets", type=int, default=100)
-    parser.add_argument("--model", default="avici-linear-v0")
+    parser.add_argument("--models", nargs="+", default=["avici-linear-v0"])
+    parser.add_argument("--d", nargs="+", type=int, default=[10], help="numbers of variables")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    model = load_reward_model(args.model)
-    for setting, degree in SETTINGS.items():
-        x, graph = heldout(degree, args.datasets, n_int=10, p_obs_only=0.0)
-        x_obs60, graph_obs = heldout(degree, args.datasets, n_int=10, p_obs_only=1.0)
-        assert torch.equal(graph, graph_obs) and torch.equal(x[:, :50], x_obs60[:, :50])
-        density = float(graph.sum() / (graph.shape[0] * 90))
-        print(
-            f"\n### {setting} (d=10, {args.datasets} datasets, true edge density {density:.3f})\n"
-        )
-        print("| scorer | AUROC | AUPRC | E-SHD | E[correct entries] | SHD | F1 | CPU ms/dataset |")
-        print("|---|---|---|---|---|---|---|---|")
-        expected_density = (
-            min(degree * 10 / 45, 0.99) / 2
-        )  # ER on the lower triangle, then relabelled
-        runs = [
-            (f"{args.model}, 50 obs + 10 int", model, x),
-            (f"{args.model}, 50 obs only", model, x[:, :50]),
-            (f"{args.model}, 60 obs", model, x_obs60),
-            (f"constant prior ({expected_density:.3f})", ConstantRewardModel(expected_density), x),
-            ("partial correlation, 50 obs + 10 int", PartialCorrelationRewardModel(), x),
-            (
-                "exact linear-Gaussian posterior (BGe), 50 obs + 10 int",
-                load_reward_model("exact-linear-gaussian"),
-                x,
-            ),
+    models = {name: load_reward_model(name) for name in args.models}
+    for d in args.d:
+        for setting, degree in SETTINGS.items():
+            print_setting(setting, degree, d, args.datasets, models)
+
+
+def scorers(models: dict, degree: float, d: int, x: torch.Tensor, x_obs: torch.Tensor) -> list:
+    """``(row name, model, data)`` of one table."""
+    n_int = x.shape[1] - 50
+    runs = []
+    for name, model in models.items():
+        runs += [
+            (f"{name}, 50 obs + {n_int} int", model, x),
+            (f"{name}, 50 obs only", model, x[:, :50]),
+            (f"{name}, {50 + n_int} obs", model, x_obs),
         ]
-        for name, scorer, data in runs:
-            start = time.process_time()
-            with torch.inference_mode():
-                probs = scorer.edge_probs(data)
-            print(_row(name, probs, graph, time.process_time() - start))
+    density = min(2 * degree / (d - 1), 0.99) / 2  # ER on the lower triangle, then relabelled
+    runs += [
+        (f"constant prior ({density:.3f})", ConstantRewardModel(density), x),
+        (f"partial correlation, 50 obs + {n_int} int", PartialCorrelationRewardModel(), x),
+    ]
+    if d <= MAX_EXACT_D:
+        for name, label in (("exact-linear-gaussian", "BGe"), ("exact-linear-scm", "linear SCM")):
+            exact = load_reward_model(name).for_prior(SimpleNamespace(graph_degree=degree))
+            runs.append((f"exact posterior ({label}), 50 obs + {n_int} int", exact, x))
+    return runs
+
+
+def print_setting(setting: str, degree: float, d: int, n_datasets: int, models: dict) -> None:
+    """One markdown table: every scorer on the same held-out datasets of one setting."""
+    x, graph = heldout(degree, n_datasets, n_int=10, p_obs_only=0.0, d=d)
+    x_obs, graph_obs = heldout(degree, n_datasets, n_int=10, p_obs_only=1.0, d=d)
+    assert torch.equal(graph, graph_obs) and torch.equal(x[:, :50], x_obs[:, :50])
+    density = float(graph.sum() / (graph.shape[0] * d * (d - 1)))
+    print(f"\n### {setting} (d={d}, {n_datasets} datasets, true edge density {density:.3f})\n")
+    print("| scorer | AUROC | AUPRC | E-SHD | E[correct entries] | SHD | F1 | CPU ms/dataset |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, scorer, data in scorers(models, degree, d, x, x_obs):
         start = time.process_time()
-        probs = ges_probs(x)
-        if probs is None:
-            print("| GES | causal-learn not installed | | | | | | |")
-        else:
-            print(_row("GES (BIC), 60 rows", probs, graph, time.process_time() - start))
+        with torch.inference_mode():
+            probs = scorer.edge_probs(data)
+        print(_row(name, probs, graph, time.process_time() - start))
+    start = time.process_time()
+    probs = ges_probs(x)
+    if probs is None:
+        print("| GES | causal-learn not installed | | | | | | |")
+    else:
+        print(_row("GES (BIC), 60 rows", probs, graph, time.process_time() - start))
 
 
 if __name__ == "__main__":

@@ -250,16 +250,19 @@ class CausalDesignCore:
         ``correct_entries`` scores the expected number of correct off-diagonal entries;
         ``bce`` scores ``1 - mean`` binary cross-entropy against the graph.
         """
-        correct = metrics.expected_correct_entries(probs, self.graph)
-        if self.reward_kind == "correct_entries":
-            value = correct
-        else:
-            value = 1.0 - metrics.mean_bce(probs, self.graph)
         return {
-            "score": value,
-            "expected_correct_entries": correct,
+            "score": design_score(probs, self.graph, self.reward_kind),
+            "expected_correct_entries": metrics.expected_correct_entries(probs, self.graph),
             "eshd": metrics.eshd(probs, self.graph),
         }
+
+
+def design_score(probs: torch.Tensor, graph: torch.Tensor, reward: str) -> torch.Tensor:
+    """The score ``(B,)`` whose increase is the reward: ``probs``, ``graph`` ``(B, d, d)``;
+    ``reward`` is one of :data:`REWARDS`."""
+    if reward == "correct_entries":
+        return metrics.expected_correct_entries(probs, graph)
+    return 1.0 - metrics.mean_bce(probs, graph)
 
 
 def observation_space(core: CausalDesignCore) -> spaces.Dict:

@@ -356,7 +356,8 @@ def run_setting(
         generators (stochastic SB3 policies and user callables draw from those).
     :return: ``metrics`` ``{name: (E, T + 1) float64}`` (column ``t``: after ``t``
         experiments; ``return`` is the cumulative reward), ``probs`` ``(E, d, d)`` final edge
-        probabilities, ``graphs`` ``(E, d, d)`` true graphs.
+        probabilities, ``graphs`` ``(E, d, d)`` true graphs, ``history`` ``(E, N, d, 2)`` and
+        ``mask`` ``(E, N)`` the final observations (every experiment's rows, in order).
     """
     vec = _setting_env(setting, len(seeds), reward_model, device)
     agent = _prepare_agent(agent, vec, agent_seed)
@@ -366,6 +367,8 @@ def run_setting(
         "metrics": records,
         "probs": vec.core.probs.cpu().numpy(),
         "graphs": vec.core.graph.cpu().numpy(),
+        "history": vec.core.history.cpu().numpy(),
+        "mask": vec.core.mask.cpu().numpy(),
     }
 
 

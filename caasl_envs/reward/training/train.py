@@ -5,12 +5,19 @@ Every minibatch is a fresh batch of linear SCMs from :class:`~caasl_envs.scm.Lin
 minibatch (so no padding), and graph prior, degree and intervention mix drawn per dataset:
 
 * ``n_obs`` observational rows, then ``n_int`` interventional rows (0 for a fraction
-  ``p_obs_only`` of the datasets), each row with its own random do-targets (every node with a
-  per-dataset probability) and values ``U[-1, 1] * value_scale``, as a random agent in the
-  environments produces them; rows are not shuffled (the model is permutation invariant).
+  ``p_obs_only`` of the datasets) with values ``U[-1, 1] * value_scale``; their targets follow a
+  per-dataset *design* drawn from ``design_mix`` (:data:`DESIGNS`): by default every row has its
+  own random do-targets (every node with a per-dataset probability), as a random agent in the
+  environments produces them; single-target, repeated-target and few-target designs cover what
+  targeted agents produce. Rows are not shuffled (the model is permutation invariant).
 
-The loss is the binary cross-entropy over off-diagonal entries, optionally with AVICI's
-acyclicity penalty (spectral radius of ``P`` by power iteration) and its dual weight. The data
+The loss is the binary cross-entropy over off-diagonal entries against the graph's labels or,
+with ``targets="exact-bge"``/``"exact-linear-scm"``, against :class:`TeacherTargets`: the exact
+edge posterior of each dataset with ``d <= teacher_max_d`` (computed on the fly, batched per graph
+degree; graph labels above), optionally mixed with the labels. A model trained on the posterior
+learns what a *reward* needs — how much each dataset says about each edge — rather than the
+graph itself. Optionally AVICI's acyclicity penalty (spectral radius of ``P`` by power
+iteration) and its dual weight. ``init`` fine-tunes shipped weights. The data
 of step ``t`` depends only on ``(seed, t)``, so a run resumed from a checkpoint continues
 exactly as the uninterrupted run would.
 
@@ -26,6 +33,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -35,8 +43,58 @@ from tqdm.auto import tqdm
 from caasl_envs import metrics
 from caasl_envs.core import resolve_device
 from caasl_envs.reward.avici import AVICIModel
+from caasl_envs.reward.exact import MAX_EXACT_D, ExactLinearGaussianPosterior
 from caasl_envs.rng import BatchedRNG
 from caasl_envs.scm import LinearSCMPrior
+
+DESIGNS = ("random", "single", "repeated", "few")
+"""Designs of the interventional rows of a training dataset: ``"random"`` (every node a target
+with a per-dataset probability, as a random agent does), ``"single"`` (one uniformly drawn target
+per row), ``"repeated"`` (every row targets the same node) and ``"few"`` (every row targets one
+node of a per-dataset set of 1-3 nodes)."""
+
+
+def check_design_mix(mix: dict[str, float]) -> dict[str, float]:
+    """``mix`` with float weights, or a ValueError naming the unknown design or bad weight."""
+    if not isinstance(mix, dict) or not mix:
+        raise ValueError(f"design_mix must be a non-empty dict of design -> weight, got {mix!r}")
+    unknown = sorted(set(mix) - set(DESIGNS))
+    if unknown:
+        raise ValueError(f"design_mix: unknown design(s) {unknown}; choose from {DESIGNS}")
+    weights = {name: float(weight) for name, weight in mix.items()}
+    if any(not math.isfinite(w) or w < 0 for w in weights.values()) or not sum(weights.values()):
+        raise ValueError(f"design_mix weights must be finite, >= 0 and not all 0, got {mix!r}")
+    return weights
+
+
+def parse_design_mix(text: str) -> dict[str, float]:
+    """``"random:0.5,single:0.5"`` -> ``{"random": 0.5, "single": 0.5}`` (checked)."""
+    mix = {}
+    for item in text.split(","):
+        name, sep, weight = item.partition(":")
+        try:
+            mix[name.strip()] = float(weight) if sep else 1.0
+        except ValueError:
+            raise ValueError(f"design mix item {item!r} is not NAME[:WEIGHT]") from None
+    return check_design_mix(mix)
+
+
+def concentrated_targets(rng: BatchedRNG, design: str, n_int: int, d: int) -> torch.Tensor:
+    """``(B, n_int, d)`` bool one-target-per-row targets of the ``"single"``, ``"repeated"`` or
+    ``"few"`` design (see :data:`DESIGNS`), one generator of ``rng`` per dataset."""
+    batch = len(rng)
+    if design == "single":
+        node = (rng.uniform(n_int) * d).long().clamp(max=d - 1)
+    elif design == "repeated":
+        node = (rng.uniform(1) * d).long().clamp(max=d - 1).expand(batch, n_int)
+    elif design == "few":
+        order = rng.uniform(d).argsort(-1)  # (B, d): a random order of the nodes
+        size = (rng.uniform(1) * min(3, d)).long() + 1  # (B, 1): 1-3 nodes
+        slot = torch.minimum((rng.uniform(n_int) * size).long(), size - 1)
+        node = order.gather(1, slot)
+    else:
+        raise ValueError(f"no concentrated design {design!r}; choose from {DESIGNS[1:]}")
+    return F.one_hot(node, d).bool()
 
 
 @dataclass
@@ -53,7 +111,10 @@ class DatasetSampler:
     :param graphs: graph priors to mix (see :data:`caasl_envs.graphs.GRAPH_PRIORS`).
     :param degrees: graph "degree" parameters to mix.
     :param target_prob_range: per dataset, each node of an interventional row is a target with
-        a probability drawn from this range.
+        a probability drawn from this range (the ``"random"`` design).
+    :param design_mix: weights of the designs that produce the interventional rows, drawn per
+        dataset (see :data:`DESIGNS`); the default, all ``"random"``, keeps the draws of earlier
+        versions.
     """
 
     d_range: tuple[int, int] = (5, 20)
@@ -63,6 +124,7 @@ class DatasetSampler:
     graphs: tuple[str, ...] = ("erdos_renyi", "scale_free")
     degrees: tuple[float, ...] = (1.0, 2.0, 3.0)
     target_prob_range: tuple[float, float] = (0.05, 0.6)
+    design_mix: dict[str, float] = field(default_factory=lambda: {"random": 1.0})
 
     def __post_init__(self) -> None:
         for name in ("d_range", "n_obs_range", "n_int_range", "target_prob_range"):
@@ -73,6 +135,7 @@ class DatasetSampler:
             raise ValueError("need d >= 2, n_obs >= 1 and n_int >= 0")
         if not 0.0 <= self.p_obs_only <= 1.0:
             raise ValueError(f"p_obs_only must be in [0, 1], got {self.p_obs_only}")
+        self.design_mix = check_design_mix(self.design_mix)
 
     def _sizes(self, master: np.random.Generator, d: int | None = None) -> tuple[int, int, int]:
         """``(d, n_obs, n_int)`` of one batch, drawn from ``master`` in that order."""
@@ -84,11 +147,21 @@ class DatasetSampler:
     def _targets(
         self, master: np.random.Generator, rng: BatchedRNG, n_int: int, d: int
     ) -> torch.Tensor:
-        """``(B, n_int, d)`` bool targets of the interventional rows: a per-dataset target
-        probability, and none at all for a fraction ``p_obs_only`` of the datasets."""
+        """``(B, n_int, d)`` bool targets of the interventional rows: each dataset's design drawn
+        from ``design_mix``, and no targets at all for a fraction ``p_obs_only`` of the datasets."""
         target_prob = rng.uniform(1, low=self.target_prob_range[0], high=self.target_prob_range[1])
         targets = rng.uniform(n_int, d) < target_prob.unsqueeze(-1)
         keep = torch.from_numpy(master.random(len(rng)) >= self.p_obs_only)
+        if self.design_mix != {"random": 1.0}:
+            names = list(self.design_mix)
+            weights = np.array([self.design_mix[k] for k in names])
+            design = master.choice(len(names), size=len(rng), p=weights / weights.sum())
+            for k, name in enumerate(names):
+                if name != "random" and (design == k).any():
+                    index = torch.from_numpy(design == k)
+                    targets[index] = concentrated_targets(
+                        rng.subset(np.flatnonzero(index)), name, n_int, d
+                    )
         return targets & keep[:, None, None]
 
 
@@ -109,12 +182,18 @@ class LinearDatasetSampler(DatasetSampler):
     intervention: str = "do"
 
     def sample(
-        self, seed: int | tuple[int, ...], batch_size: int, d: int | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        self,
+        seed: int | tuple[int, ...],
+        batch_size: int,
+        d: int | None = None,
+        with_degree: bool = False,
+    ) -> tuple[torch.Tensor, ...]:
         """One batch; everything is a function of ``seed``.
 
         :param d: force the number of variables (default: drawn from ``d_range``).
-        :return: ``x (B, n, d, 2)`` float32 and ``graph (B, d, d)`` float32.
+        :param with_degree: also return each dataset's graph degree parameter ``(B,)`` float64
+            (what a teacher posterior's graph prior needs).
+        :return: ``x (B, n, d, 2)`` float32 and ``graph (B, d, d)`` float32 (and the degrees).
         """
         master = np.random.default_rng(seed)
         d, n_obs, n_int = self._sizes(master, d)
@@ -152,8 +231,9 @@ class LinearDatasetSampler(DatasetSampler):
         )
         obs = scm.sample(rng, n_obs)
         x = torch.stack([obs, torch.zeros_like(obs)], dim=-1)
+        extra = (torch.tensor(self.degrees, dtype=torch.float64)[degree],) if with_degree else ()
         if n_int == 0:
-            return x, graph
+            return x, graph, *extra
         # interventional rows: one SCM copy per row, so every row has its own targets and values
         targets = self._targets(master, rng, n_int, d)
         values = rng.uniform(n_int, d, low=-1.0, high=1.0) * self.value_scale
@@ -169,7 +249,54 @@ class LinearDatasetSampler(DatasetSampler):
         interventional = torch.stack(
             [sample.reshape(batch_size, n_int, d), targets.float()], dim=-1
         )
-        return torch.cat([x, interventional], dim=1), graph
+        return torch.cat([x, interventional], dim=1), graph, *extra
+
+
+TARGETS = ("graph", "exact-bge", "exact-linear-scm")
+"""Training targets: the true graph's labels, or the exact edge posterior of the dataset under
+the BGe score or the linear environments' own parameter prior (:mod:`caasl_envs.reward.exact`)."""
+
+
+@dataclass
+class TeacherTargets:
+    """Soft training targets from an exact posterior: ``weight · p(i -> j | D) + (1 - weight) ·
+    graph`` for datasets with ``d <= max_d``, the graph's labels above (no exact posterior there).
+
+    The teacher's Erdős–Rényi graph prior takes each dataset's own degree parameter, so for
+    ``"exact-linear-scm"`` on Erdős–Rényi data the targets are the data-generating process's
+    exact posterior (up to the in-degree bound of 3); on scale-free data an approximation.
+
+    :param kind: ``"exact-bge"`` or ``"exact-linear-scm"``.
+    :param weight: weight of the posterior in the mix, in ``[0, 1]``.
+    :param max_d: largest ``d`` given posterior targets (cost grows like ``d 2^d``).
+    """
+
+    kind: str = "exact-linear-scm"
+    weight: float = 1.0
+    max_d: int = 12
+
+    def __post_init__(self) -> None:
+        if self.kind not in TARGETS[1:]:
+            raise ValueError(f"teacher kind must be one of {TARGETS[1:]}, got {self.kind!r}")
+        if not 0.0 <= self.weight <= 1.0:
+            raise ValueError(f"teacher weight must be in [0, 1], got {self.weight}")
+        if not 2 <= self.max_d <= MAX_EXACT_D:
+            raise ValueError(f"teacher max_d must be in [2, {MAX_EXACT_D}], got {self.max_d}")
+        score = "bge" if self.kind == "exact-bge" else "linear-scm"
+        self.posterior = ExactLinearGaussianPosterior(local_score=score)
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor, graph: torch.Tensor, degree: torch.Tensor) -> torch.Tensor:
+        """``x (B, n, d, 2)``, ``graph (B, d, d)``, ``degree (B,)`` -> targets ``(B, d, d)``."""
+        if x.shape[2] > self.max_d or self.weight == 0.0:
+            return graph
+        probs = torch.empty_like(graph)
+        # one posterior per graph degree: a loop over the (few) distinct degree parameters
+        for value in degree.unique().tolist():
+            index = degree == value
+            model = self.posterior.for_prior(SimpleNamespace(graph_degree=value))
+            probs[index] = model.edge_probs(x[index]).to(graph.dtype)
+        return self.weight * probs + (1.0 - self.weight) * graph
 
 
 CAASL_HELDOUT = dict(
@@ -185,7 +312,14 @@ CAASL_HELDOUT = dict(
 
 @dataclass
 class TrainConfig:
-    """Everything that defines a training run (saved in every checkpoint)."""
+    """Everything that defines a training run (saved in every checkpoint).
+
+    ``targets`` is one of :data:`TARGETS`; for the exact ones, ``teacher_weight`` and
+    ``teacher_max_d`` configure :class:`TeacherTargets`. ``snapshots`` also writes the weights at
+    every evaluation to ``out_dir/snapshots/step-NNNNNN.pt`` (for choosing a checkpoint later by a
+    criterion the training loop does not compute, e.g. design discrimination). ``init`` starts
+    from the weights of an :meth:`AVICIModel.save` file of the same architecture (fine-tuning).
+    """
 
     out_dir: str = "runs/avici"
     seed: int = 0
@@ -204,6 +338,11 @@ class TrainConfig:
     time_limit_s: float | None = None
     device: str = "auto"
     threads: int | None = None
+    targets: str = "graph"
+    teacher_weight: float = 1.0
+    teacher_max_d: int = 12
+    snapshots: bool = False
+    init: str | None = None
     model: dict = field(
         default_factory=lambda: dict(dim=64, layers=2, num_heads=4, key_size=16, dropout=0.0)
     )
@@ -226,7 +365,8 @@ def spectral_radius(probs: torch.Tensor, iters: int = 10) -> torch.Tensor:
 
 
 def offdiagonal_bce(logits: torch.Tensor, graph: torch.Tensor) -> torch.Tensor:
-    """Mean binary cross-entropy over the off-diagonal entries of ``(B, d, d)`` logits."""
+    """Mean binary cross-entropy over the off-diagonal entries of ``(B, d, d)`` logits against
+    ``(B, d, d)`` targets in ``[0, 1]`` (graph labels or soft teacher targets)."""
     off = ~torch.eye(graph.shape[-1], dtype=torch.bool, device=graph.device)
     return F.binary_cross_entropy_with_logits(logits[:, off], graph[:, off])
 
@@ -278,7 +418,10 @@ class Trainer:
         self.device = resolve_device(config.device)
         torch.manual_seed(config.seed)
         self.sampler = sampler_class(**_tuplify(config.data))
+        self.teacher = self._teacher(config, self.sampler)
         self.model = AVICIModel(**config.model).to(self.device)
+        if config.init is not None:
+            self._init_from(config.init)
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
         )
@@ -294,6 +437,30 @@ class Trainer:
         self.heldout = heldout_set(
             sampler_class(**_tuplify(config.eval_data)), config.eval_datasets, config.seed
         )
+
+    @staticmethod
+    def _teacher(config: TrainConfig, sampler: DatasetSampler) -> TeacherTargets | None:
+        if config.targets not in TARGETS:
+            raise ValueError(f"targets must be one of {TARGETS}, got {config.targets!r}")
+        if config.targets == "graph":
+            return None
+        if not isinstance(sampler, LinearDatasetSampler):
+            raise ValueError(
+                f"targets={config.targets!r} needs linear-Gaussian data (LinearDatasetSampler); "
+                f"{type(sampler).__name__} has no exact posterior: use targets='graph'"
+            )
+        return TeacherTargets(config.targets, config.teacher_weight, config.teacher_max_d)
+
+    def _init_from(self, path: str) -> None:
+        if not Path(path).is_file():
+            raise ValueError(f"init: no weights file {path!r}")
+        source = AVICIModel.load(path)
+        if dict(source.config) != dict(self.model.config):
+            raise ValueError(
+                f"init: {path} has architecture {dict(source.config)}, the run asks for "
+                f"{dict(self.model.config)}: pass the same --dim/--layers/--heads/--key-size"
+            )
+        self.model.load_state_dict(source.state_dict())
 
     # checkpoints -------------------------------------------------------------------------
     def state(self) -> dict:
@@ -331,10 +498,16 @@ class Trainer:
     # training ----------------------------------------------------------------------------
     def train_step(self) -> dict[str, float]:
         config = self.config
-        x, graph = self.sampler.sample((config.seed, self.step), config.batch_size)
-        x, graph = x.to(self.device), graph.to(self.device)
+        seed = (config.seed, self.step)
+        if self.teacher is None:
+            x, graph = self.sampler.sample(seed, config.batch_size)
+            labels = graph
+        else:
+            x, graph, degree = self.sampler.sample(seed, config.batch_size, with_degree=True)
+            labels = self.teacher(x, graph, degree)
+        x, graph, labels = x.to(self.device), graph.to(self.device), labels.to(self.device)
         logits = self.model(x)
-        loss = offdiagonal_bce(logits, graph)
+        loss = offdiagonal_bce(logits, labels)
         out = {"bce": loss.item()}
         if config.acyclicity_weight > 0:
             d = graph.shape[-1]
@@ -393,6 +566,8 @@ class Trainer:
                     **evaluate(self.model, self.heldout, self.device),
                 }
                 self.history.append(result)
+                if config.snapshots:
+                    self.model.save(self.out / "snapshots" / f"step-{self.step:06d}.pt")
                 for key, value in result.items():
                     writer.add_scalar(f"heldout/{key}", value, self.step)
                 bar.write(json.dumps({k: round(v, 4) for k, v in result.items()}))
@@ -453,6 +628,32 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--p-obs-only", type=float, default=0.3)
     parser.add_argument("--graphs", default="erdos_renyi,scale_free")
     parser.add_argument("--degrees", default="1,2,3")
+    parser.add_argument(
+        "--design-mix",
+        type=parse_design_mix,
+        default={"random": 1.0},
+        help=f"designs of the interventional rows, NAME:WEIGHT,... from {DESIGNS} "
+        "(default random:1)",
+    )
+    parser.add_argument(
+        "--targets",
+        choices=TARGETS,
+        default="graph",
+        help="train on the graph's labels or on an exact posterior (linear data, d <= --teacher-max-d)",
+    )
+    parser.add_argument(
+        "--teacher-weight",
+        type=float,
+        default=1.0,
+        help="weight of the exact posterior in the targets (the rest: graph labels)",
+    )
+    parser.add_argument("--teacher-max-d", type=int, default=12, help="largest d with a teacher")
+    parser.add_argument(
+        "--snapshots", action="store_true", help="keep the weights of every evaluation"
+    )
+    parser.add_argument(
+        "--init", default=None, help="start from these AVICIModel weights (.pt, same architecture)"
+    )
     parser.add_argument("--eval-every", type=int, default=500)
     parser.add_argument("--eval-datasets", type=int, default=256)
     parser.add_argument("--checkpoint-every", type=float, default=300.0, help="seconds")
@@ -483,6 +684,11 @@ def main(argv: list[str] | None = None) -> None:
         time_limit_s=args.time_limit,
         device=args.device,
         threads=args.threads,
+        targets=args.targets,
+        teacher_weight=args.teacher_weight,
+        teacher_max_d=args.teacher_max_d,
+        snapshots=args.snapshots,
+        init=args.init,
         model=dict(
             dim=args.dim,
             layers=args.layers,
@@ -497,6 +703,7 @@ def main(argv: list[str] | None = None) -> None:
             p_obs_only=args.p_obs_only,
             graphs=tuple(args.graphs.split(",")),
             degrees=tuple(float(v) for v in args.degrees.split(",")),
+            design_mix=args.design_mix,
         ),
     )
     checkpoint = Path(args.out) / "checkpoint.pt"
