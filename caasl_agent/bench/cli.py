@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
 from pathlib import Path
 
 from caasl_agent._argtypes import positive_int
 from caasl_agent.bench.baselines import BASELINES
+from caasl_agent.outputs import check_output_dir, remove_outputs
 from caasl_envs.registration import ENV_IDS
 
 DEFAULT_AGENTS = ",".join(BASELINES)
@@ -48,6 +50,26 @@ def _agent_specs(text: str, trust_pickles: bool) -> dict[str, object]:
     }
 
 
+def output_folder(out: str | Path, overwrite: bool) -> Path:
+    """The benchmark's output folder, checked before any run (:func:`check_output_dir`).
+
+    ``overwrite`` removes an earlier benchmark's reports and runs (and nothing else); without
+    it a non-empty folder is refused unless it holds the runs of an interrupted benchmark
+    (``runs/``, which the same command completes).
+    """
+    from caasl_agent.bench.reports import REPORT_FILES
+
+    folder = check_output_dir(out)
+    if overwrite:
+        remove_outputs(folder, (*REPORT_FILES, "runs"))
+    elif folder.is_dir() and any(folder.iterdir()) and not (folder / "runs").is_dir():
+        raise ValueError(
+            f"output folder {folder} is not empty; pass --overwrite to replace an earlier "
+            "benchmark's results, or choose another folder"
+        )
+    return folder
+
+
 def _bench(args: argparse.Namespace) -> None:
     import torch
 
@@ -55,7 +77,7 @@ def _bench(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    out = Path(args.out)
+    out = output_folder(args.out, args.overwrite)  # checked before any run
     results = benchmark(
         _agent_specs(args.agents, args.trust_pickles),
         suite=args.suite,
@@ -135,6 +157,11 @@ def add_bench_parser(subparsers) -> None:
         help="output folder; finished runs are kept in OUT/runs/ and the same command reruns "
         "only the missing ones",
     )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the results of an earlier benchmark in --out (default: refuse them)",
+    )
     p.add_argument("--no-plots", action="store_true")
     p.set_defaults(func=_bench)
 
@@ -157,6 +184,7 @@ def _demo(args: argparse.Namespace) -> None:
     from caasl_envs import available_reward_models
     from caasl_envs.scm import SIMULATORS
 
+    out = output_folder(args.out or tempfile.mkdtemp(prefix="caasl-demo-"), args.overwrite)
     torch.set_num_threads(args.threads)
     simulator = ENV_IDS[args.env].get("simulator", "linear")
     reward_model = args.reward_model
@@ -176,9 +204,9 @@ def _demo(args: argparse.Namespace) -> None:
         reward_model=reward_model,
         reference="random",
     )
-    results.save(args.out)
+    results.save(out)
     results.print()
-    print(f"plots and tables in {args.out}/")
+    print(f"plots and tables in {out}/")
 
 
 def add_demo_parser(subparsers) -> None:
@@ -196,5 +224,10 @@ def add_demo_parser(subparsers) -> None:
     # poor, see the model cards); baselines do not depend on the mode.
     p.add_argument("--mode", choices=("deterministic", "stochastic", "both"), default="stochastic")
     p.add_argument("--threads", type=positive_int, default=1, help="torch threads")
-    p.add_argument("--out", default="results/demo")
+    p.add_argument(
+        "--out", default=None, help="output folder (default: a new temporary folder, printed)"
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace the results of an earlier demo in --out"
+    )
     p.set_defaults(func=_demo)

@@ -22,6 +22,8 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
+import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +32,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["HIGHER_IS_BETTER", "TABLE_METRICS", "BenchmarkResults", "RunRecord"]
+from caasl_agent.outputs import check_output_dir, remove_outputs
+
+__all__ = ["HIGHER_IS_BETTER", "REPORT_FILES", "TABLE_METRICS", "BenchmarkResults", "RunRecord"]
+
+#: what :meth:`BenchmarkResults.save` writes
+REPORT_FILES = (
+    "steps.csv",
+    "episodes.csv",
+    "summary.csv",
+    "comparison.csv",
+    "results.json",
+    "table.md",
+    "edge_probs.npz",
+    "timings.json",
+    "plots",
+)
 
 #: Metrics shown in tables and plots, and whether larger is better.
 HIGHER_IS_BETTER = {
@@ -331,9 +348,23 @@ class BenchmarkResults:
         return json.dumps({**self.meta, "runs": runs}, indent=1) + "\n"
 
     def save(self, out: str | Path, plots: bool = True) -> Path:
-        """Write every report into ``out`` (created); returns the folder."""
-        out = Path(out)
+        """Write every report (:data:`REPORT_FILES`) into ``out`` (created); returns the folder.
+
+        The reports are written into a temporary folder inside ``out`` and then moved in, each
+        replacing its earlier version, and an earlier ``plots/`` is removed: no stale plot
+        stays, and a save that fails half-way leaves the earlier reports whole.
+        """
+        out = check_output_dir(out)
         out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=out, prefix=".reports-") as tmp:
+            self._write_reports(Path(tmp), plots)
+            remove_outputs(out, ["plots"])
+            for name in REPORT_FILES:
+                if (Path(tmp) / name).exists():
+                    os.replace(Path(tmp) / name, out / name)
+        return out
+
+    def _write_reports(self, out: Path, plots: bool) -> None:
         self.steps().to_csv(out / "steps.csv", index=False)
         self.episodes().to_csv(out / "episodes.csv", index=False)
         self.summary().to_csv(out / "summary.csv", index=False)
@@ -344,7 +375,6 @@ class BenchmarkResults:
         (out / "timings.json").write_text(json.dumps(self.timings, indent=1) + "\n")
         if plots:
             self.plot(out / "plots")
-        return out
 
     def _save_probs(self, path: Path) -> None:
         """An ``.npz`` with fixed zip timestamps, so that equal results give equal bytes."""
