@@ -28,7 +28,8 @@ from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from stable_baselines3.sac.policies import SACPolicy
 from torch import nn
 
-from caasl_agent.torch_layers import CAASLEncoder, history_space_dims
+from caasl_agent.torch_layers import CAASLEncoder
+from caasl_envs.histories import batched_observation, history_space_dims
 
 DEFAULT_ACTOR_ENCODER = dict(embed_dim=32, n_layers=4, n_heads=8, ff_dim=128, dropout=0.1)
 DEFAULT_CRITIC_ENCODER = dict(embed_dim=32, n_layers=4, n_heads=8, ff_dim=64, dropout=0.0)
@@ -299,28 +300,12 @@ class CAASLPolicy(SACPolicy):
         Replaces SB3's check against the training ``observation_space`` (which would reject
         other ``d``) with a check of the causal-design structure.
         """
-        if not isinstance(observation, dict) or set(observation) != {"history", "mask"}:
-            raise ValueError("observation must be a dict with keys 'history' and 'mask'")
-        history = np.asarray(observation["history"], dtype=np.float32)
-        mask = np.asarray(observation["mask"], dtype=np.float32)
-        batched = history.ndim == 4
-        if not batched:
-            history, mask = history[None], mask[None]
-        if history.ndim != 4 or history.shape[-1] != 2:
-            raise ValueError(
-                f"history must have shape (N, d, 2) or (B, N, d, 2), got {np.shape(observation['history'])}"
-            )
-        if mask.shape != history.shape[:2]:
-            raise ValueError(
-                f"mask shape {np.shape(observation['mask'])} does not match history rows"
-            )
-        if not np.isfinite(history).all():
-            raise ValueError("history contains NaN or inf")
+        history, mask, single = batched_observation(observation)
         tensors = {
             "history": torch.as_tensor(history, device=self.device),
             "mask": torch.as_tensor(mask, device=self.device),
         }
-        return tensors, batched
+        return tensors, not single
 
     def predict(
         self,

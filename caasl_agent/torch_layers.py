@@ -25,18 +25,11 @@ import torch.nn.functional as F
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
+from caasl_envs.histories import check_history, history_space_dims
+from caasl_envs.reward import avici
+
 Standardization = Literal["none", "zscore", "counts"]
 STANDARDIZATIONS = ("none", "zscore", "counts")
-
-
-def check_history_batch(history: torch.Tensor, mask: torch.Tensor) -> None:
-    """Raise a ``ValueError`` naming the problem unless ``history`` is ``(B, N, d, 2)`` and ``mask`` ``(B, N)``."""
-    if history.ndim != 4 or history.shape[-1] != 2:
-        raise ValueError(f"history must have shape (B, N, d, 2), got {tuple(history.shape)}")
-    if mask.shape != history.shape[:2]:
-        raise ValueError(
-            f"mask must have shape (B, N) = {tuple(history.shape[:2])}, got {tuple(mask.shape)}"
-        )
 
 
 def valid_rows(mask: torch.Tensor) -> torch.Tensor:
@@ -52,41 +45,18 @@ def valid_rows(mask: torch.Tensor) -> torch.Tensor:
 def standardize_history(
     history: torch.Tensor, valid: torch.Tensor, mode: Standardization
 ) -> torch.Tensor:
-    """Standardise channel 0 of ``history (B, N, d, 2)`` using the valid rows ``(B, N)`` only.
+    """The encoder's input: ``history (B, N, d, 2)`` standardised on the valid rows ``(B, N)``.
 
-    ``"none"`` returns the input. ``"zscore"``: per variable, subtract the mean and divide by the
-    population std (1 where it is 0). ``"counts"`` (gene-expression counts, as AVICI does): counts
-    per million ``x / rowsum * 1e6``, zeros (and 0/0) become missing, ``log2``, then subtract the
-    minimum and divide by the std (ddof 0) over all non-missing valid entries of each history,
-    missing entries become 0. Channel 1 (intervened flag) is never changed.
+    ``"none"`` returns the input; ``"zscore"`` (real values) and ``"counts"`` (gene-expression
+    counts) are AVICI's own standardisation
+    (:func:`caasl_envs.reward.avici.standardize_history`): channel 0 standardised, channel 1
+    (the intervened flag) kept, padded rows zero; negative counts are refused.
     """
     if mode == "none":
         return history
     if mode not in STANDARDIZATIONS:
         raise ValueError(f"standardization must be one of {STANDARDIZATIONS}, got {mode!r}")
-    x, flag = history[..., 0], history[..., 1]
-    rows = valid.unsqueeze(-1).to(x.dtype)  # (B, N, 1)
-    if mode == "zscore":
-        count = rows.sum(dim=1, keepdim=True)
-        mean = (x * rows).sum(dim=1, keepdim=True) / count
-        var = (((x - mean) * rows) ** 2).sum(dim=1, keepdim=True) / count
-        std = var.sqrt()
-        std = torch.where(std > 0, std, torch.ones_like(std))
-        return torch.stack([(x - mean) / std * rows, flag], dim=-1)
-    row_sum = x.sum(dim=-1, keepdim=True)
-    present = (x > 0) & (row_sum > 0) & (rows > 0)  # (B, N, d)
-    safe_x = torch.where(present, x, torch.ones_like(x))
-    safe_sum = torch.where(row_sum > 0, row_sum, torch.ones_like(row_sum))
-    logcpm = torch.log2(safe_x / safe_sum * 1e6)
-    weight = present.to(x.dtype)
-    count = weight.sum(dim=(1, 2), keepdim=True).clamp_min(1.0)
-    big = torch.finfo(x.dtype).max
-    low = torch.where(present, logcpm, torch.full_like(logcpm, big)).amin(dim=(1, 2), keepdim=True)
-    mean = (logcpm * weight).sum(dim=(1, 2), keepdim=True) / count
-    std = ((((logcpm - mean) * weight) ** 2).sum(dim=(1, 2), keepdim=True) / count).sqrt()
-    std = torch.where(std > 0, std, torch.ones_like(std))
-    scaled = torch.where(present, (logcpm - low) / std, torch.zeros_like(logcpm))
-    return torch.stack([scaled, flag], dim=-1)
+    return avici.standardize_history(history, valid, counts=mode == "counts")
 
 
 class PreNormAttentionBlock(nn.Module):
@@ -176,7 +146,7 @@ class CAASLEncoder(nn.Module):
 
     def forward(self, history: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """``history (B, N, d, 2)``, ``mask (B, N)`` -> per-variable embeddings ``(B, d, D)``."""
-        check_history_batch(history, mask)
+        check_history(history, mask, min_d=1)
         b, n, d, _ = history.shape
         valid = valid_rows(mask)
         x = self.embedding(standardize_history(history, valid, self.standardization))
@@ -232,21 +202,3 @@ class CAASLFeaturesExtractor(BaseFeaturesExtractor):
         if self.variable_pooling == "flatten":
             return z.flatten(1)
         return torch.cat([z.mean(dim=1), z.amax(dim=1)], dim=-1)
-
-
-def history_space_dims(observation_space: gym.spaces.Space) -> tuple[int, int]:
-    """``(N, d)`` of a causal-design observation space; ``ValueError`` if it is not one."""
-    if not isinstance(observation_space, gym.spaces.Dict) or set(observation_space.spaces) != {
-        "history",
-        "mask",
-    }:
-        raise ValueError(
-            f"expected a Dict observation space with keys 'history' and 'mask', got {observation_space}"
-        )
-    shape = observation_space["history"].shape
-    if len(shape) != 3 or shape[-1] != 2 or observation_space["mask"].shape != shape[:1]:
-        raise ValueError(
-            "expected 'history' of shape (N, d, 2) and 'mask' of shape (N,), got "
-            f"{shape} and {observation_space['mask'].shape}"
-        )
-    return shape[0], shape[1]

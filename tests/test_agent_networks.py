@@ -6,7 +6,12 @@ import pytest
 import torch
 from agent_toy_env import one_torch_thread  # noqa: F401 (autouse fixture)
 
-from caasl_agent.torch_layers import CAASLEncoder, CAASLFeaturesExtractor, standardize_history
+from caasl_agent.torch_layers import (
+    CAASLEncoder,
+    CAASLFeaturesExtractor,
+    standardize_history,
+    valid_rows,
+)
 
 TINY = dict(embed_dim=8, n_layers=2, n_heads=2, ff_dim=16, dropout=0.0)
 ATOL = 1e-5
@@ -113,6 +118,27 @@ def test_counts_standardisation_matches_avici_recipe():
     valid = torch.arange(9)[None] < 6
     out = standardize_history(history, valid, "counts")
     np.testing.assert_allclose(out[0, :6, :, 0].numpy(), expected, atol=1e-10)
+
+
+@pytest.mark.parametrize("mode", ["zscore", "counts"])
+def test_encoder_standardises_exactly_as_avici(mode):
+    from caasl_envs.reward.avici import AVICIModel
+
+    history, mask = make_batch()
+    if mode == "counts":
+        history[..., 0] = torch.poisson(history[..., 0].abs() * 3) * mask[:, :, None]
+    history[1, 4:, :, 1] = 1.0  # flags on padded rows: both must zero them
+    avici = AVICIModel(dim=8, layers=1, num_heads=2, key_size=4, expects_counts=mode == "counts")
+    expected = avici.standardize(history, mask > 0)
+    ours = standardize_history(history, valid_rows(mask), mode)
+    torch.testing.assert_close(ours, expected, atol=0, rtol=0)
+    assert not ours[1, 4:].any()
+
+
+def test_counts_standardisation_rejects_negative_counts():
+    history, mask = make_batch()
+    with pytest.raises(ValueError, match="non-negative"):
+        standardize_history(history, mask > 0, "counts")
 
 
 def test_features_extractor_shapes():

@@ -89,6 +89,23 @@ def standardize_counts(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor
     return torch.where(present, (logs - low) / std, torch.zeros_like(logs))
 
 
+def standardize_history(x: torch.Tensor, valid: torch.Tensor, counts: bool) -> torch.Tensor:
+    """AVICI's input standardisation, shared with the policy encoder
+    (:class:`caasl_agent.CAASLEncoder`).
+
+    :param x: ``(B, n, d, 2)`` raw history.
+    :param valid: ``(B, n)`` bool, valid rows (each dataset needs at least one).
+    :param counts: count data (:func:`standardize_counts`) or real values
+        (:func:`standardize_real`).
+    :return: ``(B, n, d, 2)``: channel 0 standardised, channel 1 (the intervened flag) kept;
+        both zero on padded rows.
+    """
+    standardizer = standardize_counts if counts else standardize_real
+    values = standardizer(x[..., 0], valid)
+    flags = x[..., 1] * valid.unsqueeze(-1).to(x.dtype)
+    return torch.stack([values, flags], dim=-1)
+
+
 class _MultiHeadAttention(nn.Module):
     """Haiku-style multi-head attention: q/k/v projections with biases, ``Linear(H*K -> dim)`` out."""
 
@@ -222,11 +239,7 @@ class AVICIModel(nn.Module):
 
     def standardize(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """``(B, n, d, 2)`` raw history -> model input: channel 0 standardised, channel 1 kept."""
-        valid = _valid_mask(x, mask)
-        standardizer = standardize_counts if self.expects_counts else standardize_real
-        values = standardizer(x[..., 0], valid)
-        flags = x[..., 1] * valid.unsqueeze(-1).to(x.dtype)
-        return torch.stack([values, flags], dim=-1)
+        return standardize_history(x, _valid_mask(x, mask), self.expects_counts)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Edge logits ``(B, d, d)`` from a raw history ``(B, n, d, 2)`` (optional ``(B, n)`` mask).

@@ -12,6 +12,8 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
+from caasl_envs.histories import check_history
+
 
 @runtime_checkable
 class RewardModel(Protocol):
@@ -24,22 +26,6 @@ class RewardModel(Protocol):
     def edge_probs(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """``(B, n, d, 2)`` history (+ optional ``(B, n)`` bool mask) -> ``(B, d, d)`` probabilities."""
         ...
-
-
-def check_history(x: torch.Tensor, mask: torch.Tensor | None = None) -> None:
-    """Raise a ``ValueError`` naming the problem if ``x``/``mask`` do not follow the protocol."""
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"history must be a torch.Tensor, got {type(x).__name__}")
-    if x.ndim != 4 or x.shape[-1] != 2:
-        raise ValueError(f"history must have shape (B, n, d, 2), got {tuple(x.shape)}")
-    if x.shape[2] < 2:
-        raise ValueError(f"history needs at least d=2 variables, got d={x.shape[2]}")
-    if not torch.isfinite(x).all():
-        raise ValueError("history contains NaN or inf")
-    if mask is not None and tuple(mask.shape) != tuple(x.shape[:2]):
-        raise ValueError(
-            f"mask must have shape (B, n) = {tuple(x.shape[:2])}, got {tuple(mask.shape)}"
-        )
 
 
 class ConstantRewardModel(torch.nn.Module):
