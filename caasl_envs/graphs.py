@@ -7,6 +7,7 @@ so graphs depend only on the environment's seed.
 from __future__ import annotations
 
 import math
+import random
 
 import igraph
 import numpy as np
@@ -49,8 +50,6 @@ def erdos_renyi(rng: BatchedRNG, d: int, degree: float = 3.0) -> torch.Tensor:
 def _barabasi_albert(g: np.random.Generator, d: int, m: int) -> np.ndarray:
     # igraph's generator takes its randomness from Python's `random`; seed a private instance
     # from the environment's generator so graphs depend only on the environment seed.
-    import random
-
     state = random.getstate()
     random.seed(int(g.integers(2**63)))
     try:
