@@ -98,6 +98,11 @@ class CAASL(SAC):
         device: torch.device | str = "auto",
         _init_setup_model: bool = True,
     ):
+        if env is None and _init_setup_model:  # SB3's load builds the model without an env
+            raise ValueError(
+                "CAASL needs an env: a Gymnasium env, a VecEnv or a registered id such as "
+                "'caasl/LinearGaussian-v0' (a saved model loads without one: CAASL.load(path))"
+            )
         if not 1 <= target_subset_size <= ensemble_size:
             raise ValueError(
                 f"target_subset_size (M={target_subset_size}) must be in [1, ensemble_size={ensemble_size}]"

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import csv
+import inspect
 import json
 import random
 import time
@@ -43,6 +44,7 @@ from caasl_agent.bench.suites import Setting
 from caasl_agent.caasl import CAASL
 from caasl_agent.outputs import check_output_dir, refuse_existing, remove_outputs
 from caasl_agent.serialization import safe_custom_objects
+from caasl_envs.checks import check_int
 from caasl_envs.core import resolve_device
 
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -67,7 +69,13 @@ def available_presets() -> list[str]:
 
 
 def load_config(name_or_path: str | Path) -> dict[str, Any]:
-    """A preset by name (see :func:`available_presets`) or a YAML file by path."""
+    """A preset by name (see :func:`available_presets`) or a YAML file by path.
+
+    A file is merged over a preset, ``base: NAME`` (default ``cpu-quick``): it needs to hold
+    only what it changes (nested sections are merged key by key). A key the preset does not
+    have (besides ``normalize_reward``) and an ``algorithm`` key :class:`CAASL` does not take
+    are a ``ValueError`` naming them, as is a file that is not YAML.
+    """
     path = Path(name_or_path)
     if not path.is_file():
         path = CONFIG_DIR / f"{name_or_path}.yaml"
@@ -75,8 +83,50 @@ def load_config(name_or_path: str | Path) -> dict[str, Any]:
         raise ValueError(
             f"unknown config {str(name_or_path)!r}: not a file and not one of {available_presets()}"
         )
-    with path.open() as f:
-        return yaml.safe_load(f)
+    config = _read_yaml(path)
+    if path.parent == CONFIG_DIR:
+        return config
+    base = config.pop("base", "cpu-quick")
+    if base not in available_presets():
+        raise ValueError(f"{path}: base must be one of {available_presets()}, got {base!r}")
+    merged = _merged(_read_yaml(CONFIG_DIR / f"{base}.yaml"), config, str(path))
+    unknown = set(merged["algorithm"]) - set(inspect.signature(CAASL.__init__).parameters)
+    if unknown:
+        raise ValueError(f"{path}: CAASL takes no algorithm setting(s) {sorted(unknown)}")
+    return merged
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        config = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path} is not valid YAML: {err}") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{path} must hold a mapping of settings, got {type(config).__name__}")
+    return config
+
+
+#: settings a config file may add to its base preset
+OPTIONAL_SETTINGS = ("normalize_reward",)
+
+
+def _merged(
+    base: dict[str, Any], override: dict[str, Any], where: str, free: bool = False
+) -> dict[str, Any]:
+    """``override`` merged over ``base`` key by key; ``ValueError`` naming a key ``base`` does
+    not have, except in the ``free`` (free-form) sections: ``algorithm``, ``policy_kwargs``,
+    ``env_kwargs``."""
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if not free and key not in base and key not in OPTIONAL_SETTINGS:
+            known = sorted({*base, *OPTIONAL_SETTINGS})
+            raise ValueError(f"{where}: unknown setting {key!r}; expected one of {known}")
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            section_free = free or key in ("algorithm", "policy_kwargs", "env_kwargs")
+            merged[key] = _merged(base[key], value, f"{where}: {key}", section_free)
+        else:
+            merged[key] = value
+    return merged
 
 
 def resolve_reward_model(name: str) -> str:
@@ -322,11 +372,8 @@ def with_overrides(config: dict[str, Any], **overrides: Any) -> dict[str, Any]:
     """A copy of ``config`` with the overrides that are not ``None``; checks the sizes."""
     config = copy.deepcopy(config)
     config.update({key: value for key, value in overrides.items() if value is not None})
-    if int(config["total_timesteps"]) < 1 or int(config["n_envs"]) < 1:
-        raise ValueError(
-            f"total_timesteps and n_envs must be >= 1, got {config['total_timesteps']} "
-            f"and {config['n_envs']}"
-        )
+    for key, low in (("total_timesteps", 1), ("n_envs", 1), ("seed", 0)):
+        config[key] = check_int(key, config[key], low)
     return config
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -11,3 +13,25 @@ def check_int(name: str, value: object, low: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
         raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
     return int(value)
+
+
+def check_float(
+    name: str, value: object, low: float = -math.inf, high: float = math.inf, open_low: bool = False
+) -> float:
+    """``value`` as a ``float``; ``ValueError`` naming ``name`` unless it is a finite real number
+    in ``[low, high]`` (``(low, high]`` with ``open_low``). ``bool`` and strings are refused."""
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    bounds_ok = (value > low if open_low else value >= low) and value <= high
+    if not (math.isfinite(value) and bounds_ok):
+        interval = f"{'(' if open_low else '['}{low}, {high}]"
+        raise ValueError(f"{name} must be a finite number in {interval}, got {value!r}")
+    return float(value)
+
+
+def check_bool(name: str, value: object) -> bool:
+    """``value`` as a ``bool``; ``ValueError`` naming ``name`` unless it is ``True``/``False``
+    (strings such as ``"no"`` and numbers are refused: they are usually a mistake)."""
+    if not isinstance(value, bool | np.bool_):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return bool(value)

@@ -14,6 +14,7 @@ Data flow of one step (docs/design.md §2)::
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -24,7 +25,7 @@ from gymnasium import spaces
 from gymnasium.utils import seeding
 
 from caasl_envs import metrics
-from caasl_envs.checks import check_int
+from caasl_envs.checks import check_float, check_int
 from caasl_envs.reward import RewardModel, load_reward_model
 from caasl_envs.rng import BatchedRNG
 from caasl_envs.scm import SIMULATORS
@@ -53,6 +54,24 @@ def resolve_device(device: str | torch.device) -> torch.device:
     elif resolved.type == "mps" and not torch.backends.mps.is_available():
         raise ValueError(f"device {device!r} is not available on this machine; use 'cpu' or 'auto'")
     return resolved
+
+
+def check_memory(num_envs: int, d: int, max_rows: int) -> None:
+    """``ValueError`` when ``num_envs`` environments of ``d`` variables and ``max_rows`` history
+    rows would need more than the memory free now (history ``(B, N, d, 2)`` and ``(B, d, d)``
+    float32 graphs, weights and posteriors), instead of an allocation error deep inside (or the
+    machine swapping)."""
+    needed = 4 * num_envs * (2 * max_rows * d + 4 * d * d)
+    try:
+        free = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # not POSIX: no limit known
+        return
+    if needed > free:
+        raise ValueError(
+            f"d={d} with {max_rows} history rows and {num_envs} environment(s) needs about "
+            f"{needed / 2**30:.1f} GiB, more than the {free / 2**30:.1f} GiB free on this "
+            "machine; choose a smaller d, budget, n0 or number of environments"
+        )
 
 
 _INTEGER_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
@@ -127,11 +146,9 @@ class CausalDesignCore:
             raise ValueError(
                 f"unknown reward_schedule {reward_schedule!r}; expected one of {REWARD_SCHEDULES}"
             )
-        if not np.isfinite(value_scale) or value_scale <= 0:
-            raise ValueError(f"value_scale must be a positive finite number, got {value_scale!r}")
+        self.value_scale = check_float("value_scale", value_scale, 0.0, open_low=True)
         self.num_envs, self.d, self.n0, self.budget = int(num_envs), int(d), int(n0), int(budget)
         self.samples_per_step = int(samples_per_step)
-        self.value_scale = float(value_scale)
         self.reward_kind, self.reward_schedule = reward, reward_schedule
         self.device = resolve_device(device)
         self.prior = SIMULATORS[simulator](
@@ -140,6 +157,7 @@ class CausalDesignCore:
         self.target_only = self.prior.action_kind == "target_only"
         self.action_dim = self.d if self.target_only else 2 * self.d
         self.max_rows = self.n0 + self.budget * self.samples_per_step
+        check_memory(self.num_envs, self.d, self.max_rows)
         if reward_model is None:
             reward_model = self.prior.default_reward_model
         if isinstance(reward_model, str):
@@ -236,12 +254,17 @@ class CausalDesignCore:
             )
         with torch.inference_mode():
             probs = self.reward_model.edge_probs(self.history[:, :n])
+        if not isinstance(probs, torch.Tensor | np.ndarray):
+            raise TypeError(
+                f"reward model {type(self.reward_model).__name__}.edge_probs returned "
+                f"{type(probs).__name__}; expected a (B, d, d) tensor or array"
+            )
         if tuple(probs.shape) != (self.num_envs, self.d, self.d):
             raise ValueError(
                 f"reward model returned shape {tuple(probs.shape)}, expected {(self.num_envs, self.d, self.d)}"
             )
         # Values (NaN, outside [0, 1]) are checked by the metrics every step computes from them.
-        return probs.to(self.device)
+        return torch.as_tensor(probs, device=self.device)
 
     def _evaluate(self, probs: torch.Tensor) -> dict[str, torch.Tensor]:
         """Per-step summary ``(B,)`` each: ``score`` (whose increase is the reward),

@@ -520,7 +520,7 @@ def benchmark(
     """
     suite = get_suite(suite)
     episodes = check_int("episodes", suite.episodes if episodes is None else episodes, 1)
-    workers = check_int("workers", workers, 1)
+    workers, seed = check_int("workers", workers, 1), check_int("seed", seed, 0)
     executor = make_executor(backend, workers, address)
     resolve_device(device)  # an absent device fails here, not inside the first run
     _check_options(suite, settings, modes)

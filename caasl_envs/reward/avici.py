@@ -19,6 +19,7 @@ pooling, so a padded dataset gives the same probabilities as the unpadded one.
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import torch
@@ -279,8 +280,38 @@ class AVICIModel(nn.Module):
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> AVICIModel:
-        """A model in eval mode from a file written by :meth:`save` (read with ``weights_only=True``)."""
-        payload = torch.load(path, map_location=device, weights_only=True)
-        model = cls(**payload["config"])
-        model.load_state_dict(payload["state_dict"])
+        """A model in eval mode from a file written by :meth:`save` (read with ``weights_only=True``).
+
+        :raises ValueError: naming ``path`` when it is not such a file (truncated or corrupt,
+            another format, objects other than tensors, or a config or weights that do not fit).
+        """
+        payload = _load_payload(path, device)
+        try:
+            model = cls(**payload["config"])
+            model.load_state_dict(payload["state_dict"])
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise ValueError(
+                f"{path}: the reward-model config or weights do not fit ({err})"
+            ) from None
         return model.to(device).eval()
+
+
+def _load_payload(path: str | Path, device: str | torch.device) -> dict:
+    """The ``{"config", "state_dict"}`` dict :meth:`AVICIModel.save` wrote; ``ValueError``
+    naming ``path`` otherwise (``FileNotFoundError`` when there is no file)."""
+    what = f"{path} is not a reward-model file written by AVICIModel.save"
+    try:
+        payload = torch.load(path, map_location=device, weights_only=True)
+    except FileNotFoundError:
+        raise
+    except pickle.UnpicklingError as err:
+        if "weights only" in str(err).lower():  # torch refused a non-tensor object
+            raise ValueError(f"{what}: it holds objects other than tensors") from None
+        raise ValueError(f"{what}: it is truncated, corrupt or of another format") from err
+    except Exception as err:  # EOFError, KeyError, OSError, RuntimeError, ... from torch
+        raise ValueError(f"{what}: it is truncated, corrupt or of another format") from err
+    if not isinstance(payload, dict) or not {"config", "state_dict"} <= payload.keys():
+        raise ValueError(f"{what}: expected the entries 'config' and 'state_dict'")
+    if not isinstance(payload["config"], dict):
+        raise ValueError(f"{what}: 'config' is not a dict")
+    return payload

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
+from caasl_envs.checks import check_bool, check_float
 from caasl_envs.graphs import check_graph_prior, sample_graphs
 from caasl_envs.rng import BatchedRNG
 
@@ -117,6 +118,8 @@ class LinearSCMPrior:
 
     def __post_init__(self) -> None:
         check_graph_prior(self.graph, self.graph_degree)
+        self.coeff_mean = check_float("coeff_mean", self.coeff_mean)
+        self.bias = check_bool("bias", self.bias)
         if self.noise not in NOISE_FAMILIES:
             raise ValueError(f"unknown noise {self.noise!r}; expected one of {NOISE_FAMILIES}")
         if self.intervention not in LINEAR_INTERVENTIONS:

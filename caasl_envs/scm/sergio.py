@@ -57,7 +57,7 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 import torch
 
-from caasl_envs.checks import check_int
+from caasl_envs.checks import check_bool, check_float, check_int
 from caasl_envs.graphs import check_graph_prior, sample_graphs
 from caasl_envs.rng import BatchedRNG
 
@@ -217,15 +217,13 @@ class SergioDynamics:
                 f"unknown intervention {self.intervention!r} for SERGIO; "
                 f"expected one of {tuple(SERGIO_INTERVENTIONS)}"
             )
-        if not 0.0 <= self.intervention_noise <= 1.0:
-            raise ValueError(
-                f"intervention_noise must be in [0, 1], got {self.intervention_noise!r}"
-            )
-        if not 1.0 <= self.hill < math.inf:
-            raise ValueError(f"hill must be a finite number >= 1, got {self.hill!r}")
-        if not (math.isfinite(self.noise_scale) and self.noise_scale >= 0):
-            raise ValueError(f"noise_scale must be finite and >= 0, got {self.noise_scale!r}")
-        if not (self.dt > 0 and self.decay > 0 and self.decay * self.dt < 1):
+        self.counts = check_bool("counts", self.counts)
+        check_float("intervention_noise", self.intervention_noise, 0.0, 1.0)
+        check_float("hill", self.hill, 1.0)
+        check_float("noise_scale", self.noise_scale, 0.0)
+        check_float("dt", self.dt, 0.0, open_low=True)
+        check_float("decay", self.decay, 0.0, open_low=True)
+        if self.decay * self.dt >= 1:
             raise ValueError(
                 "need dt > 0, decay > 0 and decay * dt < 1 for a stable integration, "
                 f"got dt={self.dt!r}, decay={self.decay!r}"
