@@ -18,7 +18,13 @@ from caasl_agent.bench.baselines import (
 )
 from caasl_agent.bench.cli import parse_reward_model
 from caasl_agent.bench.reports import TABLE_METRICS, BenchmarkResults
-from caasl_agent.bench.runner import CallableAgent, benchmark, load_agent, load_sb3
+from caasl_agent.bench.runner import (
+    CallableAgent,
+    IncompatibleAgentError,
+    benchmark,
+    load_agent,
+    load_sb3,
+)
 from caasl_agent.bench.suites import Setting, Suite, get_suite
 from caasl_envs import make_sb3_vec_env, metrics
 
@@ -54,6 +60,10 @@ def all_off(obs):
 @pytest.mark.parametrize("d", [3, 7])
 @pytest.mark.parametrize("target_only", [False, True])
 def test_baselines_act_for_any_d_and_layout(name, d, target_only):
+    if target_only and name in ("eig", "eig-batch"):  # no likelihood for targets-only actions
+        with pytest.raises(IncompatibleAgentError, match="likelihood"):
+            make_baseline(name, target_only, seed=1, reward_model="partial-correlation")
+        return
     agent = make_baseline(name, target_only, seed=1, reward_model="partial-correlation")
     obs = observations(5, 12, d, 9)
     action, _ = agent.predict(obs, deterministic=True)
@@ -62,7 +72,7 @@ def test_baselines_act_for_any_d_and_layout(name, d, target_only):
     targets = action[:, :d] > 0
     if name == "observational":
         assert not targets.any()
-    if name in ("random-single", "round-robin", "uncertainty"):
+    if name in ("random-single", "round-robin", "uncertainty", "eig"):
         assert (targets.sum(1) == 1).all()
     if name == "random-zero" and not target_only:
         assert (action[:, d:] == 0).all()
@@ -234,7 +244,7 @@ def test_outputs_exist_and_agree(end_to_end):
     data = json.loads((out / "results.json").read_text())
     assert data["suite"] == "tiny" and data["modes"] == ["deterministic", "stochastic"]
     assert {s["reward_model"] for s in data["settings"]} == {"partial-correlation"}
-    assert len(data["runs"]) == 2 * 2 * 8 - 2
+    assert len(data["runs"]) == 2 * 2 * (len(BASELINES) + 2) - 2
     assert len(steps) == sum(3 * 4 for _ in data["runs"])  # 3 episodes x (budget 3 + 1)
     for run in data["runs"]:
         rows = steps[

@@ -113,6 +113,17 @@ def bge_posterior_scatter(
     return count, mean, r, t
 
 
+def pad_identity(r: torch.Tensor, k: int) -> torch.Tensor:
+    """``(..., m, m)`` -> ``(..., m + k, m + k)`` with an identity block appended, so that the
+    padded slots of :class:`ParentSets` (indices ``m .. m + k - 1``) address rows and columns
+    uncoupled from the rest (Gaussian-elimination pivots of exactly 1)."""
+    m = r.shape[-1]
+    out = r.new_zeros(*r.shape[:-2], m + k, m + k)
+    out[..., :m, :m] = r
+    out[..., m:, m:] = torch.eye(k, dtype=r.dtype, device=r.device)
+    return out
+
+
 def bge_local_scores(
     values: torch.Tensor,
     rows: torch.Tensor,
@@ -136,10 +147,7 @@ def bge_local_scores(
         alpha_w = d + alpha_mu + 1.0
     dev, dt = values.device, values.dtype
     count, _, r, t = bge_posterior_scatter(values, rows, alpha_mu, alpha_w)
-    # Append an identity block so padded set slots contribute pivots of exactly 1.
-    r_aug = torch.zeros(b, d, d + k, d + k, dtype=dt, device=dev)
-    r_aug[:, :, :d, :d] = r
-    r_aug[:, :, d:, d:] = torch.eye(k, dtype=dt, device=dev)
+    r_aug = pad_identity(r, k)
 
     size = sets.size.to(dev, dt)  # (d, P)
     n_j = count.unsqueeze(-1)  # (B, d, 1)

@@ -273,6 +273,22 @@ class ExactLinearGaussianPosterior(torch.nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The float64 values ``(B, n, d)`` and per-variable row weights ``(B, n, d)`` that enter
         the local scores (standardised values; 1 where a row counts for that variable)."""
+        values, valid, rows = self._raw_inputs(x, mask)
+        mean, std = self._standardization(values, rows)
+        return (values - mean) / std * valid, rows
+
+    def standardization(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Float64 ``mean (B, 1, d)`` and ``std (B, 1, d)`` with which :meth:`score_inputs` maps
+        raw values ``v`` to ``(v - mean) / std`` (0 and 1 when ``standardize`` is off)."""
+        values, _, rows = self._raw_inputs(x, mask)
+        return self._standardization(values, rows)
+
+    def _raw_inputs(
+        self, x: torch.Tensor, mask: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Raw float64 values, valid rows and score rows, each ``(B, n, d)``."""
         values = x[..., 0].double()
         valid = (
             torch.ones_like(values)
@@ -284,13 +300,18 @@ class ExactLinearGaussianPosterior(torch.nn.Module):
             if self.intervened_rows == "exclude"
             else valid
         )
-        if self.standardize:
-            count = rows.sum(1, keepdim=True)
-            mean = (rows * values).sum(1, keepdim=True) / count.clamp(min=1.0)
-            var = (rows * (values - mean) ** 2).sum(1, keepdim=True) / count.clamp(min=1.0)
-            std = torch.where(var > 1e-12, var.sqrt(), torch.ones_like(var))
-            values = (values - mean) / std
-        return values * valid, rows
+        return values, valid, rows
+
+    def _standardization(
+        self, values: torch.Tensor, rows: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.standardize:
+            zero = values.new_zeros(values.shape[0], 1, values.shape[2])
+            return zero, torch.ones_like(zero)
+        count = rows.sum(1, keepdim=True)
+        mean = (rows * values).sum(1, keepdim=True) / count.clamp(min=1.0)
+        var = (rows * (values - mean) ** 2).sum(1, keepdim=True) / count.clamp(min=1.0)
+        return mean, torch.where(var > 1e-12, var.sqrt(), torch.ones_like(var))
 
     def edge_probs(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """``(B, n, d, 2)`` history (+ optional ``(B, n)`` bool mask) -> ``(B, d, d)`` ``p(i -> j | D)``."""
