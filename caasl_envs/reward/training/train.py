@@ -21,7 +21,9 @@ iteration) and its dual weight. ``init`` fine-tunes shipped weights. The data
 of step ``t`` depends only on ``(seed, t)``, so a run resumed from a checkpoint continues
 exactly as the uninterrupted run would.
 
-Command line: ``caasl-train-reward --help``.
+Command line: ``caasl-train-reward --help``; on several processes or GPUs (data-parallel, one
+model replica per process, rank-disjoint datasets): ``torchrun --nproc_per_node N -m
+caasl_envs.reward.training.train ...`` (:mod:`caasl_envs.reward.training.distributed`).
 """
 
 from __future__ import annotations
@@ -41,9 +43,9 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from caasl_envs import metrics
-from caasl_envs.core import resolve_device
 from caasl_envs.reward.avici import AVICIModel
 from caasl_envs.reward.exact import MAX_EXACT_D, ExactLinearGaussianPosterior
+from caasl_envs.reward.training.distributed import Distributed
 from caasl_envs.rng import BatchedRNG
 from caasl_envs.scm import LinearSCMPrior
 
@@ -415,13 +417,15 @@ class Trainer:
         self, config: TrainConfig, sampler_class: type[DatasetSampler] = LinearDatasetSampler
     ):
         self.config = config
-        self.device = resolve_device(config.device)
+        self.dist = Distributed.from_env()  # torchrun's world; a world of one otherwise
+        self.device = self.dist.setup(config.device)
         torch.manual_seed(config.seed)
         self.sampler = sampler_class(**_tuplify(config.data))
         self.teacher = self._teacher(config, self.sampler)
         self.model = AVICIModel(**config.model).to(self.device)
         if config.init is not None:
             self._init_from(config.init)
+        self.ddp = self.dist.wrap(self.model)  # averages gradients over the ranks
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
         )
@@ -498,7 +502,7 @@ class Trainer:
     # training ----------------------------------------------------------------------------
     def train_step(self) -> dict[str, float]:
         config = self.config
-        seed = (config.seed, self.step)
+        seed = self.dist.batch_seed(config.seed, self.step)
         if self.teacher is None:
             x, graph = self.sampler.sample(seed, config.batch_size)
             labels = graph
@@ -506,9 +510,9 @@ class Trainer:
             x, graph, degree = self.sampler.sample(seed, config.batch_size, with_degree=True)
             labels = self.teacher(x, graph, degree)
         x, graph, labels = x.to(self.device), graph.to(self.device), labels.to(self.device)
-        logits = self.model(x)
+        logits = self.ddp(x)
         loss = offdiagonal_bce(logits, labels)
-        out = {"bce": loss.item()}
+        out = {"bce": self.dist.mean(loss.item())}
         if config.acyclicity_weight > 0:
             d = graph.shape[-1]
             probs = torch.sigmoid(logits).masked_fill(
@@ -517,9 +521,9 @@ class Trainer:
             cyclic = spectral_radius(probs).mean()
             active = self.step >= config.acyclicity_burnin
             loss = loss + (config.acyclicity_weight * self.dual if active else 0.0) * cyclic
+            out["acyclicity"] = self.dist.mean(cyclic.item())
             if active:
-                self.dual += config.acyclicity_dual_lr * cyclic.item()
-            out["acyclicity"] = cyclic.item()
+                self.dual += config.acyclicity_dual_lr * out["acyclicity"]
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         out["grad_norm"] = float(
@@ -528,18 +532,20 @@ class Trainer:
         self.optimizer.step()
         self.scheduler.step()
         self.step += 1
-        self.datasets_seen += config.batch_size
+        self.datasets_seen += config.batch_size * self.dist.world_size
         return out
 
     def run(self, progress: bool = True) -> dict[str, float]:
-        """Train until ``config.steps`` (or ``time_limit_s``); evaluate, log and checkpoint on the way."""
-        from torch.utils.tensorboard import SummaryWriter
-
+        """Train until ``config.steps`` (or ``time_limit_s``); evaluate, log and checkpoint on the way
+        (files and output from rank 0 only)."""
         config = self.config
         if config.threads:
             torch.set_num_threads(config.threads)
-        writer = SummaryWriter(str(self.out / "tb"))
-        bar = tqdm(total=config.steps, initial=self.step, disable=not progress, desc="avici")
+        main = self.dist.is_main
+        writer = self.dist.summary_writer(self.out / "tb")
+        bar = tqdm(
+            total=config.steps, initial=self.step, disable=not (progress and main), desc="avici"
+        )
         start, last_save = time.perf_counter(), time.perf_counter()
         elapsed0 = self.elapsed_s
         result = self.history[-1] if self.history else {}
@@ -555,9 +561,8 @@ class Trainer:
                 writer.add_scalar("train/lr", self.scheduler.get_last_lr()[0], self.step)
                 writer.add_scalar("train/datasets_per_s", rate, self.step)
             done = self.step >= config.steps
-            out_of_time = (
-                config.time_limit_s is not None
-                and time.perf_counter() - start >= config.time_limit_s
+            out_of_time = config.time_limit_s is not None and self.dist.any(
+                time.perf_counter() - start >= config.time_limit_s
             )
             if self.step % config.eval_every == 0 or done or out_of_time:
                 result = {
@@ -566,12 +571,14 @@ class Trainer:
                     **evaluate(self.model, self.heldout, self.device),
                 }
                 self.history.append(result)
-                if config.snapshots:
+                if config.snapshots and main:
                     self.model.save(self.out / "snapshots" / f"step-{self.step:06d}.pt")
                 for key, value in result.items():
                     writer.add_scalar(f"heldout/{key}", value, self.step)
-                bar.write(json.dumps({k: round(v, 4) for k, v in result.items()}))
-            if done or out_of_time or time.perf_counter() - last_save >= config.checkpoint_every_s:
+                if main:
+                    bar.write(json.dumps({k: round(v, 4) for k, v in result.items()}))
+            due = time.perf_counter() - last_save >= config.checkpoint_every_s
+            if main and (done or out_of_time or due):
                 self.save()
                 last_save = time.perf_counter()
             if out_of_time:
@@ -618,7 +625,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--key-size", type=int, default=16)
     parser.add_argument("--dropout", type=float, default=0.0)
-    parser.add_argument("--d", type=_range, default=(5, 20), help="variables, LOW:HIGH")
+    parser.add_argument(
+        "--d",
+        "--variables",
+        type=_range,
+        default=(5, 20),
+        help="variables, LOW:HIGH (spell it --variables after torchrun, which reads --d as an "
+        "abbreviation of its own options)",
+    )
     parser.add_argument(
         "--n-obs", type=_range, default=(30, 60), help="observational rows, LOW:HIGH"
     )
@@ -735,9 +749,13 @@ def run_and_export(trainer: Trainer, args: argparse.Namespace) -> None:
             "choose another --out"
         )
     result = trainer.run(progress=not args.no_progress)
-    print(json.dumps({"step": trainer.step, "elapsed_s": round(trainer.elapsed_s, 1), **result}))
-    if args.export:
-        print(f"weights written to {trainer.model.save(args.export)}")
+    if trainer.dist.is_main:
+        print(
+            json.dumps({"step": trainer.step, "elapsed_s": round(trainer.elapsed_s, 1), **result})
+        )
+        if args.export:
+            print(f"weights written to {trainer.model.save(args.export)}")
+    trainer.dist.close()
 
 
 if __name__ == "__main__":
