@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from caasl_envs.core import CausalDesignCore, action_space, observation_space
+from caasl_envs.render import RENDER_MODES, posterior_image, show
 from caasl_envs.rng import BatchedRNG
 
 
@@ -29,12 +30,24 @@ class CausalDesignEnv(gym.Env):
     ``info`` — reset: ``initial_score`` (the reward's score, so that return + initial_score =
     final score), ``initial_expected_correct_entries``, ``initial_eshd``; every step with a
     reward-model forward: ``score``, ``expected_correct_entries``, ``eshd``; last step also
-    ``final_metrics`` (every metric of :mod:`caasl_envs.metrics`).
+    ``final_metrics`` (every metric of :mod:`caasl_envs.metrics`) and ``graph``, the true graph
+    ``(d, d)`` (``graph[i, j] = 1`` for an edge ``i -> j``), for evaluation.
+
+    ``render_mode="rgb_array"``: :meth:`render` returns an RGB image of the latest edge
+    posterior beside the true graph (:func:`caasl_envs.render.posterior_image`);
+    ``"human"`` (where a display exists) draws it in a Matplotlib window after every reset
+    and step.
     """
 
-    metadata = {"render_modes": []}
+    metadata = {"render_modes": list(RENDER_MODES), "render_fps": 4}
 
-    def __init__(self, **kwargs: Any):
+    def __init__(self, render_mode: str | None = None, **kwargs: Any):
+        if render_mode is not None and render_mode not in RENDER_MODES:
+            raise ValueError(
+                f"render_mode must be one of {RENDER_MODES} or None here, got {render_mode!r}"
+                + (" ('human' needs a display)" if render_mode == "human" else "")
+            )
+        self.render_mode = render_mode
         self.core = CausalDesignCore(1, **kwargs)
         self.observation_space = observation_space(self.core)
         self.action_space = action_space(self.core)
@@ -50,6 +63,7 @@ class CausalDesignEnv(gym.Env):
         super().reset(seed=seed)
         summary = self.core.reset(BatchedRNG([self.np_random], self.core.device))
         self._terminated = False
+        self._show()
         return self._obs(), {f"initial_{k}": float(v[0]) for k, v in summary.items()}
 
     def step(
@@ -77,7 +91,24 @@ class CausalDesignEnv(gym.Env):
         info: dict[str, Any] = {k: float(v[0]) for k, v in result.metrics.items()}
         if result.final_metrics is not None:
             info["final_metrics"] = {k: float(v[0]) for k, v in result.final_metrics.items()}
+            info["graph"] = self.graph
+        self._show()
         return self._obs(), float(result.reward[0]), result.terminated, False, info
+
+    def render(self) -> np.ndarray | None:
+        """``render_mode="rgb_array"``: the latest edge posterior beside the true graph, an RGB
+        image ``(12 d, 12 (2 d + 1), 3)`` uint8; ``"human"``: draws it; ``None``: nothing."""
+        if self.render_mode is None:
+            return None
+        image = posterior_image(self.core.probs[0].cpu().numpy(), self.graph)
+        if self.render_mode == "human":
+            show(image, f"edge posterior | true graph (experiment {self.core.t})")
+            return None
+        return image
+
+    def _show(self) -> None:
+        if self.render_mode == "human":
+            self.render()
 
     def _obs(self) -> dict[str, np.ndarray]:
         history, mask = self.core.observation()
@@ -86,4 +117,4 @@ class CausalDesignEnv(gym.Env):
     @property
     def graph(self) -> np.ndarray:
         """The hidden graph ``(d, d)`` (for evaluation only; agents must not look)."""
-        return self.core.graph[0].cpu().numpy()
+        return self.core.graph[0].cpu().numpy().copy()

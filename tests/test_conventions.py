@@ -1,0 +1,70 @@
+"""Gymnasium conventions: rendering, the true graph in the final ``info``, and what
+"batched = single" means (observations bit for bit, rewards to float32 round-off)."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import caasl_envs  # noqa: F401  (registers the ids)
+from caasl_envs import CausalDesignEnv, CausalDesignVectorEnv
+from caasl_envs.render import RENDER_MODES, posterior_image
+
+SMALL = {"d": 3, "budget": 2, "reward_model": "partial-correlation"}
+
+
+def test_batched_envs_equal_single_envs_up_to_float32_rewards():
+    seeds, kwargs = [0, 1, 2, 3], {"d": 4, "budget": 3, "reward_model": "avici-linear-v0"}
+    actions = np.random.default_rng(0).uniform(-1, 1, (3, len(seeds), 8)).astype(np.float32)
+    vec = CausalDesignVectorEnv(len(seeds), **kwargs)
+    vec.reset(seed=seeds)
+    batched = [vec.step(a)[:2] for a in actions]
+    for i, seed in enumerate(seeds):
+        env = CausalDesignEnv(**kwargs)
+        env.reset(seed=seed)
+        for (obs_b, rewards_b), action in zip(batched, actions[:, i], strict=True):
+            obs, reward, *_ = env.step(action)
+            np.testing.assert_array_equal(obs["history"], obs_b["history"][i])
+            assert abs(reward - rewards_b[i]) <= 1e-6  # the tolerance the README states
+
+
+def test_rgb_array_shows_the_posterior_beside_the_true_graph():
+    env = gym.make("caasl/LinearGaussian-v0", render_mode="rgb_array", **SMALL)
+    check_env(env.unwrapped, skip_render_check=False)
+    env.reset(seed=0)
+    env.step(env.action_space.sample())
+    image = env.render()
+    d, cell = 3, 12
+    assert image.shape == (d * cell, (2 * d + 1) * cell, 3) and image.dtype == np.uint8
+    probs, graph = env.unwrapped.core.probs[0].numpy(), env.unwrapped.graph
+    centre = image[cell // 2 :: cell, cell // 2 :: cell, 0]  # red channel at cell centres
+    np.testing.assert_array_equal(centre[:, d + 1 :] < 128, graph > 0.5)
+    # darker is more probable: the red channel decreases with the edge probability
+    expected = np.round(255 + probs * (8 - 255)).astype(np.uint8)
+    np.testing.assert_array_equal(centre[:, :d], expected)
+    assert (centre[:, d] == 255).all()  # the white gap
+
+
+def test_render_modes():
+    assert CausalDesignEnv(**SMALL).render() is None
+    with pytest.raises(ValueError, match="render_mode must be one of"):
+        CausalDesignEnv(render_mode="video", **SMALL)
+    assert posterior_image(np.full((2, 2), np.nan), np.eye(2)).shape == (24, 60, 3)
+    if "human" not in RENDER_MODES:  # no display here
+        with pytest.raises(ValueError, match="'human' needs a display"):
+            CausalDesignEnv(render_mode="human", **SMALL)
+
+
+def test_final_info_carries_the_true_graph():
+    env = CausalDesignEnv(**SMALL)
+    env.reset(seed=0)
+    infos = [env.step(env.action_space.sample())[-1] for _ in range(2)]
+    assert "graph" not in infos[0]
+    np.testing.assert_array_equal(infos[1]["graph"], env.graph)
+    vec = CausalDesignVectorEnv(2, **SMALL)
+    vec.reset(seed=0)
+    for _ in range(2):
+        *_, info = vec.step(vec.action_space.sample())
+    np.testing.assert_array_equal(info["graph"], vec.graphs)
