@@ -26,6 +26,7 @@ Reports (tables, CSV/JSON, plots, saved edge probabilities): :mod:`caasl_agent.b
 
 from __future__ import annotations
 
+import base64
 import importlib
 import inspect
 import json
@@ -42,12 +43,16 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
+from stable_baselines3 import A2C, DDPG, DQN, PPO, SAC, TD3
+from stable_baselines3.common.base_class import BaseAlgorithm
 
 from caasl_agent.bench.backends import execute, make_executor
 from caasl_agent.bench.baselines import BASELINES, make_baseline
 from caasl_agent.bench.reports import BenchmarkResults, RunRecord
 from caasl_agent.bench.suites import Setting, Suite, get_suite
+from caasl_agent.caasl import CAASL
 from caasl_agent.policies import action_entries_per_variable
+from caasl_agent.pretrained import load_policy
 from caasl_agent.serialization import safe_custom_objects
 from caasl_envs import CausalDesignVectorEnv, metrics
 from caasl_envs.checks import check_int
@@ -109,27 +114,20 @@ class CallableAgent:
 
 # --------------------------------------------------------------------------- loaders
 def _algorithm_classes() -> list[type]:
-    """Every importable SB3-style algorithm class (SB3, sb3-contrib, CAASL)."""
-    from stable_baselines3 import A2C, DDPG, DQN, PPO, SAC, TD3
-
+    """Every SB3-style algorithm class: SB3's, sb3-contrib's when it is installed, CAASL."""
     classes: list[type] = [PPO, A2C, SAC, TD3, DDPG, DQN]
-    for module, names in (
-        ("sb3_contrib", ("TQC", "TRPO", "ARS", "CrossQ", "QRDQN", "RecurrentPPO", "MaskablePPO")),
-        ("caasl_agent.caasl", ("CAASL",)),
-    ):
-        try:
-            mod = importlib.import_module(module)
-        except ImportError:
-            continue
-        classes += [getattr(mod, n) for n in names if hasattr(mod, n)]
-    return classes
+    try:
+        contrib = importlib.import_module("sb3_contrib")
+    except ImportError:  # an optional dependency
+        contrib = None
+    names = ("TQC", "TRPO", "ARS", "CrossQ", "QRDQN", "RecurrentPPO", "MaskablePPO")
+    classes += [getattr(contrib, n) for n in names if hasattr(contrib, n)]
+    return [*classes, CAASL]
 
 
 def _pickled_global(serialized: str) -> tuple[str, str] | None:
     """``(module, name)`` of the class a base64 cloudpickle refers to, read by disassembling
     the pickle (nothing is executed); a moved module by its current name."""
-    import base64
-
     strings: list[str] = []
     try:
         for op, arg, _ in pickletools.genops(base64.b64decode(serialized)):
@@ -201,7 +199,7 @@ def load_sb3(
 def load_agent(spec: Any) -> Any:
     """Resolve an agent spec (see the module docstring) that is not a baseline name."""
     if not isinstance(spec, str):
-        if callable(getattr(spec, "predict", None)):
+        if isinstance(spec, Agent):
             return spec
         if callable(spec):
             return CallableAgent(spec)
@@ -211,13 +209,6 @@ def load_agent(spec: Any) -> Any:
     if spec.startswith("sb3:"):
         return load_sb3(spec[4:])
     if spec.startswith("caasl:"):
-        try:
-            from caasl_agent import load_policy
-        except ImportError as err:
-            raise ValueError(
-                f"cannot load {spec!r}: this installation has no caasl_agent.load_policy "
-                "(no shipped CAASL policies)"
-            ) from err
         return load_policy(spec[6:])
     if ":" in spec:
         module_name, _, attr = spec.partition(":")
@@ -248,8 +239,6 @@ def agent_label(spec: Any) -> str:
 def _check_compatible(agent: Any, vec: CausalDesignVectorEnv) -> None:
     """SB3 models with a fixed observation space cannot act at another ``d``; CAASL policies act
     at any ``d`` but only with the action layout they were trained for."""
-    from stable_baselines3.common.base_class import BaseAlgorithm
-
     if not isinstance(agent, BaseAlgorithm):
         return
     if type(agent).__module__.startswith("caasl_agent"):
