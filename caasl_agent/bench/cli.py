@@ -7,10 +7,18 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+
 from caasl_agent._argtypes import positive_int
 from caasl_agent.bench.baselines import BASELINES
+from caasl_agent.bench.reports import REPORT_FILES
+from caasl_agent.bench.runner import benchmark, load_sb3
+from caasl_agent.bench.suites import Setting, Suite
 from caasl_agent.outputs import check_output_dir, remove_outputs
+from caasl_agent.pretrained import available_policies
+from caasl_envs import available_reward_models
 from caasl_envs.registration import ENV_IDS
+from caasl_envs.scm import SIMULATORS
 
 DEFAULT_AGENTS = ",".join(BASELINES)
 
@@ -39,8 +47,6 @@ def _modes(text: str) -> tuple[str, ...]:
 def _agent_specs(text: str, trust_pickles: bool) -> dict[str, object]:
     """``{label: spec}`` of ``--agents``; with ``trust_pickles`` the ``sb3:`` zips are loaded
     here with SB3's plain unpickling (the harness loads them safely)."""
-    from caasl_agent.bench.runner import load_sb3
-
     specs = [a.strip() for a in text.split(",") if a.strip()]
     return {
         spec: load_sb3(spec[4:], trust_pickles=True)
@@ -57,8 +63,6 @@ def output_folder(out: str | Path, overwrite: bool) -> Path:
     it a non-empty folder is refused unless it holds the runs of an interrupted benchmark
     (``runs/``, which the same command completes).
     """
-    from caasl_agent.bench.reports import REPORT_FILES
-
     folder = check_output_dir(out)
     if overwrite:
         remove_outputs(folder, (*REPORT_FILES, "runs"))
@@ -71,10 +75,6 @@ def output_folder(out: str | Path, overwrite: bool) -> Path:
 
 
 def _bench(args: argparse.Namespace) -> None:
-    import torch
-
-    from caasl_agent.bench.runner import benchmark
-
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     out = output_folder(args.out, args.overwrite)  # checked before any run
@@ -168,22 +168,11 @@ def add_bench_parser(subparsers) -> None:
 
 def _shipped_caasl(simulator: str) -> list[str]:
     """``caasl:NAME`` specs of the shipped policies for a simulator family (their names say
-    which: ``caasl_agent.available_policies()``); empty until policies are shipped."""
-    try:
-        from caasl_agent import available_policies
-    except ImportError:
-        return []
+    which: ``caasl_agent.available_policies()``)."""
     return [f"caasl:{name}" for name in available_policies() if simulator in name]
 
 
 def _demo(args: argparse.Namespace) -> None:
-    import torch
-
-    from caasl_agent.bench.runner import benchmark
-    from caasl_agent.bench.suites import Setting, Suite
-    from caasl_envs import available_reward_models
-    from caasl_envs.scm import SIMULATORS
-
     out = output_folder(args.out or tempfile.mkdtemp(prefix="caasl-demo-"), args.overwrite)
     torch.set_num_threads(args.threads)
     simulator = ENV_IDS[args.env].get("simulator", "linear")
