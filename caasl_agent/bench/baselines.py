@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from caasl_envs.histories import batched_observation
 from caasl_envs.reward import RewardModel, load_reward_model
 
 __all__ = [
@@ -35,27 +36,6 @@ __all__ = [
     "RoundRobinAgent",
     "make_baseline",
 ]
-
-
-def split_observation(obs: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, bool]:
-    """Batched ``history (B, N, d, 2)`` float32 and ``mask (B, N)`` float32 arrays, and whether
-    the input was one unbatched observation."""
-    if not isinstance(obs, dict) or "history" not in obs or "mask" not in obs:
-        raise TypeError("observations must be dicts with 'history' and 'mask' entries")
-    history = np.asarray(
-        obs["history"].cpu() if torch.is_tensor(obs["history"]) else obs["history"], np.float32
-    )
-    mask = np.asarray(
-        obs["mask"].cpu() if torch.is_tensor(obs["mask"]) else obs["mask"], np.float32
-    )
-    single = history.ndim == 3
-    if single:
-        history, mask = history[None], mask[None]
-    if history.ndim != 4 or history.shape[-1] != 2:
-        raise ValueError(f"history must have shape (B, N, d, 2), got {history.shape}")
-    if mask.shape != history.shape[:2]:
-        raise ValueError(f"mask must have shape {history.shape[:2]}, got {mask.shape}")
-    return history, mask, single
 
 
 class Baseline:
@@ -92,7 +72,7 @@ class Baseline:
         deterministic: bool = False,
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """Actions ``(B, 2d)`` (or ``(B, d)`` targets only; unbatched input gives ``(A,)``)."""
-        history, mask, single = split_observation(observation)
+        history, mask, single = batched_observation(observation)
         b = history.shape[0]
         if episode_start is None:
             episode_start = np.full(b, state is None)
