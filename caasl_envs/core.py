@@ -24,7 +24,7 @@ import torch
 from gymnasium import spaces
 from gymnasium.utils import seeding
 
-from caasl_envs import metrics
+from caasl_envs import histories, metrics
 from caasl_envs.checks import check_float, check_int
 from caasl_envs.reward import RewardModel, load_reward_model
 from caasl_envs.rng import BatchedRNG
@@ -290,13 +290,7 @@ def design_score(probs: torch.Tensor, graph: torch.Tensor, reward: str) -> torch
 
 def observation_space(core: CausalDesignCore) -> spaces.Dict:
     """One environment's observation: padded history ``(N, d, 2)`` and validity mask ``(N,)``."""
-    n, d = core.max_rows, core.d
-    return spaces.Dict(
-        {
-            "history": spaces.Box(-np.inf, np.inf, shape=(n, d, 2), dtype=np.float32),
-            "mask": spaces.Box(0.0, 1.0, shape=(n,), dtype=np.float32),
-        }
-    )
+    return histories.observation_space(core.max_rows, core.d)
 
 
 def action_space(core: CausalDesignCore) -> spaces.Box:
