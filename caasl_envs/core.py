@@ -245,6 +245,12 @@ class CausalDesignCore:
         return self.history, self.mask
 
     def _edge_probs(self) -> torch.Tensor:
+        return self.posterior()
+
+    def posterior(self, model: RewardModel | None = None) -> torch.Tensor:
+        """``(B, d, d)`` edge probabilities of the current histories under ``model`` (default: the
+        environment's reward model); every edge 1/2 before any data."""
+        model = self.reward_model if model is None else model
         n = self.n0 + self.t * self.samples_per_step
         if n == 0:
             # No data yet: the uninformative posterior (every edge 1/2) is the starting point.
@@ -253,10 +259,10 @@ class CausalDesignCore:
                 eye, 0.0
             )
         with torch.inference_mode():
-            probs = self.reward_model.edge_probs(self.history[:, :n])
+            probs = model.edge_probs(self.history[:, :n])
         if not isinstance(probs, torch.Tensor | np.ndarray):
             raise TypeError(
-                f"reward model {type(self.reward_model).__name__}.edge_probs returned "
+                f"reward model {type(model).__name__}.edge_probs returned "
                 f"{type(probs).__name__}; expected a (B, d, d) tensor or array"
             )
         if tuple(probs.shape) != (self.num_envs, self.d, self.d):

@@ -175,3 +175,29 @@ def test_discrimination_on_a_tiny_setting_ranks_like_the_exact_posterior():
     assert len(rows) == 10 and "| uncertainty |" in to_markdown(rows)
     same = roll_out_designs(setting, 20, seed=1, designers=("random",))
     assert np.array_equal(same.history["random"], designs.history["random"])  # reproducible
+
+
+def test_small_linear_settings_are_scored_with_the_exact_posterior():
+    from caasl_agent.bench.runner import benchmark, resolve_model, run_setting, scorer_for
+    from caasl_agent.bench.suites import get_suite
+
+    linear, tiny = get_suite("linear"), get_suite("tiny")
+    assert scorer_for("auto", linear.setting("d12")) == "exact-linear-scm"
+    assert scorer_for("auto", linear.setting("d20")) is None  # no exact posterior above d = 14
+    assert scorer_for("reward", linear.setting("d12")) is None
+    assert scorer_for({"d12": "constant-prior"}, linear.setting("d12")) == "constant-prior"
+    setting, seeds = tiny.setting("d4"), tiny.episode_seeds("d4", 3)
+    scored = run_setting("random", setting, seeds, True, scorer="exact-linear-scm")
+    plain = run_setting("random", setting, seeds, True)
+    # the same designs and rewards (the env's partial-correlation model), other metrics
+    assert np.array_equal(scored["history"], plain["history"])
+    assert np.array_equal(scored["metrics"]["return"], plain["metrics"]["return"])
+    exact = resolve_model(setting, "exact-linear-scm")
+    final = exact.edge_probs(torch.as_tensor(scored["history"]))
+    np.testing.assert_allclose(scored["probs"], final.numpy(), atol=1e-6)
+    assert not np.allclose(scored["probs"], plain["probs"])
+    results = benchmark(["random"], suite="tiny", episodes=3, settings=["d4"], progress=False)
+    assert results.meta["settings"][0]["scorer"] == "exact-linear-scm"
+    assert "metrics (all but return) by scorer exact-linear-scm" in results.to_markdown()
+    with pytest.raises(ValueError, match="unknown reward model 'no-such-model'"):
+        benchmark(["random"], suite="tiny", episodes=3, scorer="no-such-model", progress=False)

@@ -33,6 +33,7 @@ __all__ = [
     "RandomAgent",
     "RandomSingleTargetAgent",
     "RandomZeroValueAgent",
+    "RepeatedTargetAgent",
     "RoundRobinAgent",
     "make_baseline",
 ]
@@ -117,6 +118,20 @@ class RandomSingleTargetAgent(Baseline):
         b, d = history.shape[0], history.shape[2]
         target = self.rng.integers(0, d, b)
         return one_hot(target, d), self.rng.uniform(-1.0, 1.0, (b, d)), None
+
+
+class RepeatedTargetAgent(Baseline):
+    """One target per episode, drawn uniformly from all ``d`` variables at the episode's start and
+    intervened on at every step, value uniform in ``[-1, 1]``.
+
+    The recurrent ``state`` (SB3 convention) is the ``(B,)`` index of the episode's target.
+    """
+
+    def choose(self, history, mask, state, episode_start, deterministic):
+        b, d = history.shape[0], history.shape[2]
+        fresh = self.rng.integers(0, d, b)
+        target = fresh if state is None else np.where(episode_start, fresh, np.asarray(state))
+        return one_hot(target, d), self.rng.uniform(-1.0, 1.0, (b, d)), target
 
 
 class ObservationalAgent(Baseline):
@@ -212,6 +227,7 @@ BASELINES: dict[str, type[Baseline]] = {
     "random": RandomAgent,
     "random-zero": RandomZeroValueAgent,
     "random-single": RandomSingleTargetAgent,
+    "random-repeated": RepeatedTargetAgent,
     "observational": ObservationalAgent,
     "round-robin": RoundRobinAgent,
     "uncertainty": PosteriorUncertaintyAgent,

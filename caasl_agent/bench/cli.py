@@ -85,6 +85,7 @@ def _bench(args: argparse.Namespace) -> None:
         seed=args.seed,
         modes=_modes(args.mode),
         reward_model=parse_reward_model(args.reward_model),
+        scorer=parse_reward_model(args.scorer),
         settings=args.settings.split(",") if args.settings else None,
         reference=args.reference,
         workers=args.workers,
@@ -122,14 +123,26 @@ def add_bench_parser(subparsers) -> None:
     p.add_argument(
         "--episodes", type=positive_int, default=None, help="episodes per setting (suite default)"
     )
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument(
-        "--mode", choices=("deterministic", "stochastic", "both"), default="deterministic"
+        "--seed", type=int, default=0, help="suite seed: every agent sees the same environments"
+    )
+    p.add_argument(
+        "--mode",
+        choices=("deterministic", "stochastic", "both"),
+        default="deterministic",
+        help="how policies act: their deterministic action, a sampled one, or both",
     )
     p.add_argument(
         "--reward-model",
         default=None,
         help="NAME, or NAME,SETTING=NAME,... per setting (default: each setting's own)",
+    )
+    p.add_argument(
+        "--scorer",
+        default="auto",
+        help="model whose edge probabilities give the metrics (all but return): auto (the exact "
+        "posterior for linear settings with d <= 14, the reward model elsewhere), reward, NAME, "
+        "or NAME,SETTING=NAME,... per setting",
     )
     p.add_argument(
         "--reference", default=None, help="agent for paired comparisons (default: first)"
@@ -150,7 +163,7 @@ def add_bench_parser(subparsers) -> None:
         help="Ray cluster to join (auto, ray://HOST:PORT); default: start a local Ray instance",
     )
     p.add_argument("--threads", type=positive_int, default=1, help="torch threads per process")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="torch device of the envs: cpu, cuda, auto")
     p.add_argument(
         "--out",
         default="results/bench",
@@ -162,7 +175,7 @@ def add_bench_parser(subparsers) -> None:
         action="store_true",
         help="replace the results of an earlier benchmark in --out (default: refuse them)",
     )
-    p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--no-plots", action="store_true", help="write the tables only")
     p.set_defaults(func=_bench)
 
 
@@ -203,15 +216,22 @@ def add_demo_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "demo", help="a quick benchmark of the baselines on the default environment"
     )
-    p.add_argument("--env", default="caasl/LinearGaussian-v0", choices=list(ENV_IDS))
-    p.add_argument("--episodes", type=positive_int, default=50)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--env", default="caasl/LinearGaussian-v0", choices=list(ENV_IDS), help="environment id"
+    )
+    p.add_argument("--episodes", type=positive_int, default=50, help="episodes per agent")
+    p.add_argument("--seed", type=int, default=0, help="seed of the environments")
     p.add_argument(
         "--reward-model", default=None, help="registered reward-model name (default: the env's)"
     )
     # Shipped CAASL policies were selected as sampled policies (their deterministic action is
     # poor, see the model cards); baselines do not depend on the mode.
-    p.add_argument("--mode", choices=("deterministic", "stochastic", "both"), default="stochastic")
+    p.add_argument(
+        "--mode",
+        choices=("deterministic", "stochastic", "both"),
+        default="stochastic",
+        help="how policies act: their deterministic action, a sampled one, or both",
+    )
     p.add_argument("--threads", type=positive_int, default=1, help="torch threads")
     p.add_argument(
         "--out", default=None, help="output folder (default: a new temporary folder, printed)"

@@ -31,7 +31,7 @@ import torch
 
 from caasl_agent.bench.baselines import PosteriorUncertaintyAgent, make_baseline
 from caasl_agent.bench.reports import paired_interval
-from caasl_agent.bench.runner import _setting_env, run_setting
+from caasl_agent.bench.runner import _setting_env, resolve_model, run_setting
 from caasl_agent.bench.suites import Setting, Suite
 from caasl_envs.core import design_score
 
@@ -92,11 +92,11 @@ def episode_seeds(setting: Setting, episodes: int, seed: int) -> list[int]:
     return suite.episode_seeds(setting.name, episodes, seed)
 
 
-def _designer(name: str, setting: Setting, episodes: int, agent_seed: int):
+def _designer(name: str, setting: Setting, agent_seed: int):
     """A designer for ``setting``: the uncertainty heuristic gets the exact posterior."""
     if name != "uncertainty":
         return name
-    core = _setting_env(setting, episodes, UNCERTAINTY_POSTERIOR, "cpu").core
+    core = _setting_env(setting, 1, UNCERTAINTY_POSTERIOR, "cpu").core
     return PosteriorUncertaintyAgent(core.reward_model, core.target_only, agent_seed)
 
 
@@ -118,7 +118,7 @@ def roll_out_designs(
     seeds = episode_seeds(setting, episodes, seed)
     history, graphs = {}, None
     for name in designers:
-        agent = _designer(name, setting, episodes, agent_seed)
+        agent = _designer(name, setting, agent_seed)
         out = run_setting(agent, setting, seeds, True, "constant-prior", agent_seed)
         history[name], graphs = out["history"], out["graphs"]
     core = _setting_env(setting, 1, "constant-prior", "cpu").core
@@ -140,7 +140,7 @@ def _scores(model, x: np.ndarray, graphs: torch.Tensor, kind: str, chunk: int) -
 def score_designs(designs: Designs, scorer: str, chunk: int = 64) -> dict[str, np.ndarray]:
     """Per-episode returns ``(E,)`` of every designer under ``scorer`` (a reward-model name or
     ``.pt`` path, resolved for the setting's prior as the environment resolves its reward)."""
-    model = _setting_env(designs.setting, 1, scorer, "cpu").core.reward_model
+    model = resolve_model(designs.setting, scorer)
     graphs = torch.as_tensor(designs.graphs)
     first = next(iter(designs.history.values()))
     start = _scores(model, first[:, : designs.n0], graphs, designs.reward_kind, chunk)

@@ -111,6 +111,15 @@ def paired_interval(diff: np.ndarray, level: float = 0.95) -> tuple[float, float
     return mean, mean - half, mean + half, n
 
 
+def _by_setting(what: str, by_name: dict[str, list[str]]) -> str:
+    """``"what X"`` when every setting has the same ``X``, else ``"whats X (settings); Y (...)"``."""
+    if len(by_name) == 1:
+        return f"{what} {next(iter(by_name))}"
+    return f"{what}s " + "; ".join(
+        f"{name} ({', '.join(names)})" for name, names in by_name.items()
+    )
+
+
 def _fmt(metric: str, value: float) -> str:
     if not math.isfinite(value):
         return "nan"
@@ -227,11 +236,19 @@ class BenchmarkResults:
         head = f"suite {m['suite']} v{m['suite_version']}, seed {m['seed']}, {m['episodes']} episodes per setting"
         if not models:
             return head
-        if len(by_model) == 1:
-            return f"{head}, reward model {next(iter(by_model))}"
-        return f"{head}, reward models " + "; ".join(
-            f"{model} ({', '.join(names)})" for model, names in by_model.items()
-        )
+        return f"{head}, {_by_setting('reward model', by_model)}{self._scorers()}"
+
+    def _scorers(self) -> str:
+        """``"; metrics scored by ..."`` where some setting's metrics do not come from its reward
+        model (results saved before scorers existed have none)."""
+        by_scorer: dict[str, list[str]] = {}
+        for s in self.meta["settings"]:
+            by_scorer.setdefault(s.get("scorer", s["reward_model"]), []).append(s["name"])
+        if all(
+            s.get("scorer", s["reward_model"]) == s["reward_model"] for s in self.meta["settings"]
+        ):
+            return ""
+        return f"; metrics (all but return) by {_by_setting('scorer', by_scorer)}"
 
     def _cells(self, mode: str) -> list[tuple[str, str, list[tuple[str, bool]]]]:
         """Rows ``(setting, agent, [(cell text, is best)])`` of the main table for one mode."""

@@ -59,6 +59,7 @@ from caasl_envs.checks import check_int
 from caasl_envs.core import resolve_device
 from caasl_envs.moved import current_module_name
 from caasl_envs.reward import RewardModel, available_reward_models, is_reward_model_spec
+from caasl_envs.reward.exact import MAX_EXACT_D
 from caasl_envs.scm import SIMULATORS
 
 __all__ = [
@@ -328,6 +329,34 @@ def reward_model_name(model: Any) -> str:
     return model if isinstance(model, str) else f"{type(model).__name__} (object)"
 
 
+AUTO_SCORER = "exact-linear-scm"
+"""What ``scorer="auto"`` scores linear settings with ``d <= MAX_EXACT_D`` with: the exact
+posterior of the environments' prior (Gaussian noise, up to in-degree 3; an approximation for
+scale-free graphs, non-Gaussian noise and shift interventions)."""
+
+
+def scorer_for(scorer: Any, setting: Setting) -> Any:
+    """The model that computes a setting's metrics: ``"auto"`` (the default) is
+    :data:`AUTO_SCORER` for linear settings with ``d <= MAX_EXACT_D`` and ``None`` otherwise;
+    ``None`` or ``"reward"`` is the environment's own reward model; a name or model is itself;
+    a mapping ``{setting name or "*": scorer}`` picks per setting."""
+    if isinstance(scorer, Mapping):
+        scorer = scorer.get(setting.name, scorer.get("*", "auto"))
+    if scorer == "reward":
+        return None
+    if scorer == "auto":
+        kwargs = setting.env_kwargs()
+        linear = kwargs.get("simulator", "linear") == "linear"
+        return AUTO_SCORER if linear and kwargs.get("d", 10) <= MAX_EXACT_D else None
+    return scorer
+
+
+def resolve_model(setting: Setting, model: Any, device: str = "cpu") -> RewardModel:
+    """``model`` (a name, ``.pt`` path or object) as the setting's environment resolves its reward
+    model (a name gets the environment's prior, e.g. its graph degree)."""
+    return _setting_env(setting, 1, model, device).core.reward_model
+
+
 def run_setting(
     agent: Any,
     setting: Setting,
@@ -336,6 +365,7 @@ def run_setting(
     reward_model: RewardModel | str | None = None,
     agent_seed: int = 0,
     device: str = "cpu",
+    scorer: RewardModel | str | None = None,
 ) -> dict[str, Any]:
     """Run one agent on all episodes of one setting as one batched environment.
 
@@ -343,18 +373,21 @@ def run_setting(
     :param seeds: one environment seed per episode (``E`` episodes).
     :param agent_seed: seeds the baseline's generator and the global torch/numpy/random
         generators (stochastic SB3 policies and user callables draw from those).
+    :param scorer: the model whose edge probabilities give the metrics (default: the reward
+        model's); ``return`` is always the environment's reward.
     :return: ``metrics`` ``{name: (E, T + 1) float64}`` (column ``t``: after ``t``
         experiments; ``return`` is the cumulative reward), ``probs`` ``(E, d, d)`` final edge
-        probabilities, ``graphs`` ``(E, d, d)`` true graphs, ``history`` ``(E, N, d, 2)`` and
+        probabilities (the scorer's), ``graphs`` ``(E, d, d)`` true graphs, ``history`` ``(E, N, d, 2)`` and
         ``mask`` ``(E, N)`` the final observations (every experiment's rows, in order).
     """
     vec = _setting_env(setting, len(seeds), reward_model, device)
+    score_model = None if scorer is None else resolve_model(setting, scorer, device)
     agent = _prepare_agent(agent, vec, agent_seed)
     _seed_global_generators(agent_seed)
-    records = _roll_out(agent, vec, seeds, deterministic)
+    records, probs = _roll_out(agent, vec, seeds, deterministic, score_model)
     return {
         "metrics": records,
-        "probs": vec.core.probs.cpu().numpy(),
+        "probs": probs.cpu().numpy(),
         "graphs": vec.core.graph.cpu().numpy(),
         "history": vec.core.history.cpu().numpy(),
         "mask": vec.core.mask.cpu().numpy(),
@@ -393,22 +426,30 @@ def _seed_global_generators(seed: int) -> None:
 
 
 def _roll_out(
-    agent: Any, vec: CausalDesignVectorEnv, seeds: Sequence[int], deterministic: bool
-) -> dict[str, np.ndarray]:
+    agent: Any,
+    vec: CausalDesignVectorEnv,
+    seeds: Sequence[int],
+    deterministic: bool,
+    scorer: RewardModel | None = None,
+) -> tuple[dict[str, np.ndarray], torch.Tensor]:
     """Reset ``vec`` with ``seeds`` and run ``agent`` for the whole budget.
 
-    :return: ``{metric: (E, T + 1) float64}``, column ``t`` after ``t`` experiments; ``return``
-        is the cumulative reward.
+    :return: ``{metric: (E, T + 1) float64}``, column ``t`` after ``t`` experiments (metrics
+        from ``scorer``'s edge probabilities, default the environment's; ``return`` is the
+        cumulative reward), and the final ``(E, d, d)`` edge probabilities they came from.
     """
     core = vec.core
     obs, _ = vec.reset(seed=[int(s) for s in seeds])
     e, budget = vec.num_envs, core.budget
     records = {"return": np.zeros((e, budget + 1))}
     total = np.zeros(e)
+    probs = core.probs
 
     def record(t: int) -> None:
+        nonlocal probs
         records["return"][:, t] = total
-        for name, value in metrics.all_metrics(core.probs, core.graph).items():
+        probs = core.probs if scorer is None else core.posterior(scorer)
+        for name, value in metrics.all_metrics(probs, core.graph).items():
             records.setdefault(name, np.zeros((e, budget + 1)))[:, t] = value.cpu().numpy()
 
     record(0)
@@ -421,7 +462,7 @@ def _roll_out(
         total = total + reward
         record(t)
         episode_start = np.zeros(e, dtype=bool)
-    return records
+    return records, probs
 
 
 @dataclass(frozen=True)
@@ -436,6 +477,7 @@ class _Task:
     reward_model: Any
     agent_seed: int
     device: str
+    scorer: Any = None
 
 
 def _run_task(task: _Task) -> tuple[RunRecord | None, str | None, float]:
@@ -449,6 +491,7 @@ def _run_task(task: _Task) -> tuple[RunRecord | None, str | None, float]:
             task.reward_model,
             task.agent_seed,
             task.device,
+            task.scorer,
         )
     except IncompatibleAgentError as err:
         return None, str(err), time.perf_counter() - start
@@ -480,6 +523,7 @@ def benchmark(
     backend: str = "local",
     address: str | None = None,
     plots: bool = True,
+    scorer: Any = "auto",
 ) -> BenchmarkResults:
     """Benchmark agents on every setting of a suite.
 
@@ -505,6 +549,9 @@ def benchmark(
     :param address: the Ray cluster to join (``"auto"``, ``"ray://HOST:PORT"``); ``None``
         starts a local Ray instance.
     :param plots: write the plots with the reports.
+    :param scorer: the model whose edge probabilities give the metrics (see :func:`scorer_for`):
+        by default the exact posterior for linear settings with ``d <= 14`` and the reward model
+        elsewhere; ``"reward"`` always uses the reward model. ``return`` is always the reward.
     :raises BenchmarkFailed: when some runs raised (named), after the others finished.
     """
     suite = get_suite(suite)
@@ -520,7 +567,9 @@ def benchmark(
     chosen = suite.select(list(settings) if settings is not None else None)
     model_of = {s.name: reward_model_for(reward_model, s) for s in chosen}
     _check_reward_models(reward_model, model_of, suite)
-    tasks = _make_tasks(suite, chosen, items, modes, episodes, seed, model_of, device)
+    scorer_of = {s.name: scorer_for(scorer, s) for s in chosen}
+    _check_reward_models(None, scorer_of, suite)
+    tasks = _make_tasks(suite, chosen, items, modes, episodes, seed, model_of, device, scorer_of)
     runs, skipped, timings = _collect(tasks, execute(_run_task, tasks, executor, out, progress))
     meta = {
         "format": "caasl-benchmark/1",
@@ -531,7 +580,7 @@ def benchmark(
         "modes": list(modes),
         "agents": labels,
         "reference": reference or labels[0],
-        "settings": [_setting_meta(s, model_of[s.name]) for s in chosen],
+        "settings": [_setting_meta(s, model_of[s.name], scorer_of[s.name]) for s in chosen],
         "skipped": skipped,
     }
     results = BenchmarkResults(meta, runs, timings)
@@ -577,6 +626,7 @@ def _make_tasks(
     seed: int,
     model_of: Mapping[str, Any],
     device: str,
+    scorer_of: Mapping[str, Any],
 ) -> list[_Task]:
     """One task per (setting, agent, mode), in that order; every agent of a setting gets the
     same episode seeds."""
@@ -590,6 +640,7 @@ def _make_tasks(
             reward_model=model_of[s.name],
             agent_seed=_stable_seed(seed, suite.name, suite.version, s.name, label),
             device=device,
+            scorer=scorer_of[s.name],
         )
         for s in chosen
         for label, agent in items
@@ -613,8 +664,9 @@ def _collect(
     return runs, skipped, timings
 
 
-def _setting_meta(setting: Setting, model: Any) -> dict[str, Any]:
-    """What the results record about a setting: its id, kwargs and reward model."""
+def _setting_meta(setting: Setting, model: Any, scorer: Any = None) -> dict[str, Any]:
+    """What the results record about a setting: its id, kwargs, reward model and the scorer of
+    its metrics."""
     kwargs = setting.env_kwargs()
     return {
         "name": setting.name,
@@ -622,4 +674,5 @@ def _setting_meta(setting: Setting, model: Any) -> dict[str, Any]:
         "description": setting.description,
         "env_kwargs": {k: v for k, v in kwargs.items() if k not in ("reward_model", "device")},
         "reward_model": reward_model_name(model),
+        "scorer": reward_model_name(model if scorer is None else scorer),
     }
