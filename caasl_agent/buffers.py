@@ -23,7 +23,7 @@ from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.type_aliases import DictReplayBufferSamples
 from stable_baselines3.common.vec_env import VecNormalize
 
-from caasl_agent.torch_layers import history_space_dims
+from caasl_envs.histories import history_space_dims
 
 
 class HistoryReplayBuffer(ReplayBuffer):

@@ -35,8 +35,8 @@ from stable_baselines3.common.utils import FloatSchedule, polyak_update, update_
 from caasl_agent.buffers import HistoryReplayBuffer
 from caasl_agent.policies import CAASLPolicy
 from caasl_agent.serialization import safe_custom_objects
-from caasl_agent.torch_layers import history_space_dims
 from caasl_envs.core import resolve_device
+from caasl_envs.histories import history_space_dims
 
 
 class CAASL(SAC):
