@@ -1,4 +1,4 @@
-"""The ``caasl`` command line: ``caasl demo | train | bench ...``.
+"""The caasl command line: caasl demo | bench | train (caasl COMMAND --help for each).
 
 Each subcommand lives in its own ``add_<name>_parser(subparsers)`` function that registers
 its arguments and sets ``func``; :func:`main` only dispatches.
@@ -10,6 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from caasl_agent._argtypes import DefaultsHelpFormatter
 from caasl_agent.bench.backends import BenchmarkFailed
 from caasl_agent.bench.cli import add_bench_parser, add_demo_parser
 from caasl_agent.train import add_train_parser
@@ -20,11 +21,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--traceback", action="store_true", help="show the full traceback of an error"
     )
+    parser.add_argument("--version", action="version", version=f"caasl {_version()}")
     subparsers = parser.add_subparsers(dest="command", required=True)
     add_demo_parser(subparsers)
     add_bench_parser(subparsers)
     add_train_parser(subparsers)
+    for subparser in subparsers.choices.values():
+        subparser.formatter_class = DefaultsHelpFormatter
     return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("caasl")
+    except PackageNotFoundError:  # running from a source tree that is not installed
+        return "unknown"
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -19,6 +19,7 @@ Every evaluation runs through the harness's runner
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import copy
 import csv
@@ -505,9 +506,16 @@ def add_train_parser(subparsers) -> None:
     )
     p.add_argument("--output-dir", default=None, help="default: runs/<config>-seed<seed>")
     p.add_argument("--device", default=None, help="auto, cpu, cuda, ... (default: the preset's)")
-    p.add_argument("--n-envs", type=positive_int, default=None)
-    p.add_argument("--total-timesteps", type=positive_int, default=None)
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument(
+        "--n-envs", type=positive_int, default=None, help="parallel envs (default: the preset's)"
+    )
+    p.add_argument(
+        "--total-timesteps",
+        type=positive_int,
+        default=None,
+        help="environment steps to train for (default: the preset's)",
+    )
+    p.add_argument("--seed", type=int, default=None, help="training seed (default: the preset's)")
     p.add_argument("--resume", default=None, help="a checkpoint .zip to continue training from")
     p.add_argument(
         "--overwrite",
@@ -521,5 +529,10 @@ def add_train_parser(subparsers) -> None:
         "holds; default: only allow-listed objects)",
     )
     p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
-    p.add_argument("--progress-bar", action="store_true")
+    p.add_argument(
+        "--progress-bar",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="show a progress bar while training",
+    )
     p.set_defaults(func=_train_command)

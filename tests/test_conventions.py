@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -68,3 +70,20 @@ def test_final_info_carries_the_true_graph():
     for _ in range(2):
         *_, info = vec.step(vec.action_space.sample())
     np.testing.assert_array_equal(info["graph"], vec.graphs)
+
+
+def test_cli_help_describes_every_flag_and_has_a_version(capsys):
+    from caasl_agent.cli import build_parser
+
+    parser = build_parser()
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--version"])
+    assert capsys.readouterr().out.startswith("caasl ")
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, subparser in subparsers.choices.items():
+        for action in subparser._actions:
+            assert action.help, f"caasl {name} {action.option_strings} has no description"
+        assert "``" not in subparser.format_help()
+    assert "``" not in parser.format_help()
+    assert parser.parse_args(["train"]).progress_bar
+    assert not parser.parse_args(["train", "--no-progress-bar"]).progress_bar
