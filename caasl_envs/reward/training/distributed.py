@@ -70,11 +70,12 @@ class Distributed:
         return self.rank == 0
 
     def setup(self, device: str | torch.device) -> torch.device:
-        """Resolve this rank's device (``cuda:LOCAL_RANK`` on CUDA) and join the process group
-        (``nccl`` on CUDA, ``gloo`` otherwise; rendezvous from the environment)."""
+        """Resolve this rank's device and join the process group (``nccl`` on CUDA, ``gloo``
+        otherwise; rendezvous from the environment). With several ranks a CUDA device means
+        ``cuda:LOCAL_RANK`` (a ``ValueError`` names it when this node has fewer GPUs)."""
         resolved = resolve_device(device)
         if self.enabled and resolved.type == "cuda":
-            resolved = torch.device("cuda", self.local_rank)
+            resolved = resolve_device(f"cuda:{self.local_rank}")
             torch.cuda.set_device(resolved)
         if self.enabled and not dist.is_initialized():
             backend = "nccl" if resolved.type == "cuda" else "gloo"
