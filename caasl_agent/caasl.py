@@ -34,7 +34,7 @@ from stable_baselines3.common.utils import FloatSchedule, polyak_update, update_
 
 from caasl_agent.buffers import HistoryReplayBuffer
 from caasl_agent.policies import CAASLPolicy
-from caasl_agent.serialization import safe_custom_objects
+from caasl_agent.serialization import load_checked, safe_custom_objects
 from caasl_envs.core import resolve_device
 from caasl_envs.histories import history_space_dims
 
@@ -348,7 +348,7 @@ class CAASL(SAC):
         resolve_device(device)
         if not trust_pickles:
             kwargs["custom_objects"] = safe_custom_objects(path, kwargs.get("custom_objects"))
-        model = super().load(path, env=None, device=device, **kwargs)
+        model = load_checked(super().load, path, env=None, device=device, **kwargs)
         if env is not None:
             model.set_env(env, force_reset=force_reset)
         return model

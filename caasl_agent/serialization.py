@@ -35,6 +35,7 @@ import json
 import pickle
 import types
 import zipfile
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import IO, Any
@@ -211,4 +212,20 @@ def safe_custom_objects(
     return objects
 
 
-__all__ = ["AllowListUnpickler", "UnsafePickleError", "restricted_loads", "safe_custom_objects"]
+def load_checked(load: Callable[..., Any], path: str | Path | IO[bytes], **kwargs: Any) -> Any:
+    """``load(path, **kwargs)`` (an SB3 ``load``), with a corrupt weights entry or weights that
+    do not fit the saved model a ``ValueError`` naming ``path`` instead of torch's error."""
+    try:
+        return load(path, **kwargs)
+    except (RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ValueError(f"{path}: cannot load the model's weights ({reason})") from err
+
+
+__all__ = [
+    "AllowListUnpickler",
+    "UnsafePickleError",
+    "load_checked",
+    "restricted_loads",
+    "safe_custom_objects",
+]

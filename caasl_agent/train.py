@@ -44,7 +44,6 @@ from caasl_agent.bench.runner import run_setting
 from caasl_agent.bench.suites import Setting
 from caasl_agent.caasl import CAASL
 from caasl_agent.outputs import check_output_dir, refuse_existing, remove_outputs
-from caasl_agent.serialization import safe_custom_objects
 from caasl_envs.checks import check_int
 from caasl_envs.core import resolve_device
 
@@ -330,8 +329,8 @@ def train(
         config, device=device, n_envs=n_envs, total_timesteps=total_timesteps, seed=seed
     )
     resolve_device(config.get("device", "auto"))  # before the output folder is made
-    if resume is not None and not trust_pickles:
-        safe_custom_objects(resume)  # a crafted or corrupt zip fails before anything is written
+    if resume is not None:  # a crafted or corrupt zip fails before anything is written
+        CAASL.load(resume, device="cpu", trust_pickles=trust_pickles)
     output = check_output_dir(output_dir)
     if overwrite:
         remove_outputs(output, TRAIN_OUTPUTS)

@@ -52,6 +52,17 @@ def test_train_refuses_an_earlier_run_before_any_work(tmp_path):
         train(load_config("cpu-quick"), tmp_path / "file")
 
 
+def test_failed_resume_changes_nothing(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("the run's config")
+    (tmp_path / "corrupt.zip").write_bytes(b"PK not really")
+    with pytest.raises(ValueError, match="corrupt.zip is not a zip file"):
+        train(load_config("sergio-cpu"), run, seed=5, resume=tmp_path / "corrupt.zip")
+    assert sorted(p.name for p in run.iterdir()) == ["config.yaml"]
+    assert (run / "config.yaml").read_text() == "the run's config"
+
+
 def test_bench_checks_the_output_folder_before_running(tmp_path, capsys):
     (tmp_path / "file").write_text("x")
     assert "is a file" in _usage_error([*BENCH, "--out", str(tmp_path / "file")], capsys)

@@ -116,6 +116,18 @@ def test_corrupt_zips_are_clear_errors(tmp_path):
         CAASL.load(tmp_path / "nodata.zip", device="cpu")
 
 
+def test_corrupt_weights_are_a_clear_error(tmp_path):
+    path = tmp_path / "weights.zip"
+    with zipfile.ZipFile(SHIPPED) as source, zipfile.ZipFile(path, "w") as target:
+        for item in source.infolist():
+            content = source.read(item)
+            target.writestr(
+                item, content[: len(content) // 2] if item.filename == "policy.pth" else content
+            )
+    with pytest.raises(ValueError, match="weights.zip: cannot load the model's weights"):
+        CAASL.load(path, device="cpu")
+
+
 def test_load_policy_refuses_payload(tmp_path, monkeypatch):
     marker = tmp_path / "ran"
     _crafted(tmp_path, "train_freq", _payloads(marker)["os.system"], name="evil-v0.zip")

@@ -53,7 +53,7 @@ from caasl_agent.bench.suites import Setting, Suite, get_suite
 from caasl_agent.caasl import CAASL
 from caasl_agent.policies import action_entries_per_variable
 from caasl_agent.pretrained import load_policy
-from caasl_agent.serialization import safe_custom_objects
+from caasl_agent.serialization import load_checked, safe_custom_objects
 from caasl_envs import CausalDesignVectorEnv, metrics
 from caasl_envs.checks import check_int
 from caasl_envs.core import resolve_device
@@ -191,10 +191,10 @@ def load_sb3(
     resolve_device(device)  # SB3 would silently fall back to the CPU
     cls = algorithm or _sb3_algorithm(path)
     if not trust_pickles:
-        return cls.load(path, device=device, custom_objects=safe_custom_objects(path))
+        return load_checked(cls.load, path, device=device, custom_objects=safe_custom_objects(path))
     if "trust_pickles" in inspect.signature(cls.load).parameters:  # CAASL
         return cls.load(path, device=device, trust_pickles=True)
-    return cls.load(path, device=device)
+    return load_checked(cls.load, path, device=device)
 
 
 def load_agent(spec: Any) -> Any:
