@@ -4,15 +4,18 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 from gymnasium.utils.env_checker import check_env
 
 import caasl_envs  # noqa: F401  (registers the ids)
 from caasl_envs import CausalDesignEnv, CausalDesignVectorEnv
 from caasl_envs.render import RENDER_MODES, posterior_image
+from caasl_envs.scm import SIMULATORS, register_simulator
 
 SMALL = {"d": 3, "budget": 2, "reward_model": "partial-correlation"}
 
@@ -87,3 +90,54 @@ def test_cli_help_describes_every_flag_and_has_a_version(capsys):
     assert "``" not in parser.format_help()
     assert parser.parse_args(["train"]).progress_bar
     assert not parser.parse_args(["train", "--no-progress-bar"]).progress_bar
+
+
+@dataclass
+class ChainSystem:
+    """``x_0 -> x_1 -> ... -> x_{d-1}``, ``x_j = x_{j-1} + N(0, 1)`` unless set by a do."""
+
+    graph: torch.Tensor  # (B, d, d)
+
+    def sample(self, rng, n, targets, values):
+        eps = rng.normal(n, self.graph.shape[-1])  # (B, n, d)
+        x = torch.zeros_like(eps)
+        for j in range(eps.shape[-1]):
+            x[..., j] = eps[..., j] + (x[..., j - 1] if j else 0.0)
+            if targets is not None:
+                x[..., j] = torch.where(targets[:, None, j], values[:, None, j], x[..., j])
+        return x
+
+
+@dataclass
+class ChainPrior:
+    d: int
+    action_kind = "target_value"
+    default_reward_model = "partial-correlation"
+
+    def sample(self, rng):
+        graph = torch.diag(torch.ones(self.d - 1), diagonal=1)
+        return ChainSystem(graph.expand(len(rng), -1, -1).clone())
+
+
+@pytest.fixture
+def chain_simulator():
+    register_simulator("test-chain", ChainPrior)
+    yield "test-chain"
+    SIMULATORS.pop("test-chain")
+
+
+def test_custom_simulator(chain_simulator):
+    env = CausalDesignEnv(simulator=chain_simulator, d=4, budget=3)
+    obs, _ = env.reset(seed=0)
+    action = np.zeros(8, dtype=np.float32)
+    action[[1, 5]] = [1.0, 0.5]  # do(x_1 = 0.5)
+    obs, reward, *_ = env.step(action)
+    row = obs["history"][50]  # the first experiment's sample, after n0 = 50 observations
+    assert row[1, 0] == pytest.approx(0.5) and row[:, 1].tolist() == [0, 1, 0, 0]
+    *_, info = env.step(action)
+    *_, info = env.step(action)
+    np.testing.assert_array_equal(info["graph"], np.diag(np.ones(3), 1))
+    with pytest.raises(ValueError, match="already registered"):
+        register_simulator(chain_simulator, ChainPrior)
+    with pytest.raises(TypeError, match="lacks \\['action_kind', 'default_reward_model'\\]"):
+        register_simulator("broken", ChainSystem)
