@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 from dataclasses import dataclass
 
 import gymnasium as gym
@@ -141,3 +143,22 @@ def test_custom_simulator(chain_simulator):
         register_simulator(chain_simulator, ChainPrior)
     with pytest.raises(TypeError, match="lacks \\['action_kind', 'default_reward_model'\\]"):
         register_simulator("broken", ChainSystem)
+
+
+def test_rl_zoo_hyperparameters_cover_every_env():
+    from caasl_envs.registration import ENV_IDS
+    from caasl_envs.rl_zoo import hyperparams
+
+    assert set(hyperparams) == set(ENV_IDS)
+    assert all(h["policy"] == "MultiInputPolicy" for h in hyperparams.values())
+
+
+def test_rl_zoo_trains_with_our_file(tmp_path):
+    pytest.importorskip("rl_zoo3")  # optional: pip install rl_zoo3
+    command = [sys.executable, "-m", "rl_zoo3.train", "--algo", "sac"]
+    command += ["--env", "caasl/LinearGaussian-v0", "--gym-packages", "caasl_envs"]
+    command += ["--conf-file", "caasl_envs.rl_zoo", "-n", "32", "--eval-freq", "-1"]
+    command += ["--log-folder", str(tmp_path), "--env-kwargs", "reward_model:'partial-correlation'"]
+    command += ["d:4", "budget:2"]
+    subprocess.run(command, check=True, timeout=600, capture_output=True)
+    assert list(tmp_path.glob("sac/caasl-LinearGaussian-v0_1/*.zip"))
