@@ -127,10 +127,23 @@ def test_save_load_identical_actions_and_resume(tmp_path):
     assert other.replay_buffer.histories.shape[2:] == (6, 6, 2)
 
 
-def test_target_entropy_is_annealed():
+def test_target_entropy_is_annealed_linearly_in_the_training_progress(monkeypatch):
+    """Each gradient step uses ``-6 + (-12 - -6) * t / T`` at ``t`` of ``T`` env steps."""
     model = tiny_model(toy_vec_env(d=3), target_entropy=-6.0, target_entropy_final=-12.0)
+    used = []
+    train = model.train
+
+    def recording(gradient_steps, batch_size=64):
+        train(gradient_steps, batch_size)
+        used.append((model.num_timesteps, model.target_entropy))
+
+    monkeypatch.setattr(model, "train", recording)
     model.learn(96)
-    assert -12.0 <= model.target_entropy < -10.0
+    # one train() per vector step (2 envs) once past learning_starts = 8
+    assert [t for t, _ in used] == list(range(10, 97, 2))
+    for t, target in used:
+        assert target == pytest.approx(-6.0 - 6.0 * t / 96, abs=1e-12), t
+    assert used[-1] == (96, -12.0)
 
 
 def test_history_buffer_rebuilds_what_dict_buffer_stores():
