@@ -1,10 +1,11 @@
-"""Argument checks shared by the environments, simulators and the benchmark harness."""
+"""Argument checks shared by the environments, simulators, reward models and the harness."""
 
 from __future__ import annotations
 
 import math
 
 import numpy as np
+import torch
 
 
 def check_int(name: str, value: object, low: int) -> int:
@@ -35,3 +36,25 @@ def check_bool(name: str, value: object) -> bool:
     if not isinstance(value, bool | np.bool_):
         raise ValueError(f"{name} must be True or False, got {value!r}")
     return bool(value)
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` means CUDA when available, else CPU (the only fallback); ``ValueError`` naming
+    ``device`` when it is unknown or not on this machine (``"cuda"`` without a GPU, ``"cuda:7"``
+    with fewer GPUs)."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as err:  # torch's message lists every device type it knows
+        raise ValueError(f"unknown device {device!r}: {err}") from None
+    if resolved.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if (resolved.index or 0) >= count:
+            raise ValueError(
+                f"device {device!r} is not available: this machine has {count} CUDA device(s); "
+                "use 'cpu' or 'auto'"
+            )
+    elif resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {device!r} is not available on this machine; use 'cpu' or 'auto'")
+    return resolved

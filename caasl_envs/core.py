@@ -25,35 +25,13 @@ from gymnasium import spaces
 from gymnasium.utils import seeding
 
 from caasl_envs import histories, metrics
-from caasl_envs.checks import check_float, check_int
+from caasl_envs.checks import check_float, check_int, resolve_device
 from caasl_envs.reward import RewardModel, load_reward_model
 from caasl_envs.rng import BatchedRNG
 from caasl_envs.scm import SIMULATORS
 
 REWARDS = ("correct_entries", "bce")
 REWARD_SCHEDULES = ("dense", "final")
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"`` means CUDA when available, else CPU (the only fallback); ``ValueError`` naming
-    ``device`` when it is unknown or not on this machine (``"cuda"`` without a GPU, ``"cuda:7"``
-    with fewer GPUs)."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as err:  # torch's message lists every device type it knows
-        raise ValueError(f"unknown device {device!r}: {err}") from None
-    if resolved.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if (resolved.index or 0) >= count:
-            raise ValueError(
-                f"device {device!r} is not available: this machine has {count} CUDA device(s); "
-                "use 'cpu' or 'auto'"
-            )
-    elif resolved.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"device {device!r} is not available on this machine; use 'cpu' or 'auto'")
-    return resolved
 
 
 def check_memory(num_envs: int, d: int, max_rows: int) -> None:

@@ -9,7 +9,7 @@ import torch
 import caasl_agent
 from caasl_agent.bench.runner import benchmark, load_sb3
 from caasl_agent.train import load_config, train
-from caasl_envs import CausalDesignEnv
+from caasl_envs import CausalDesignEnv, load_reward_model
 from caasl_envs.core import resolve_device
 
 #: a CUDA device index no machine running the tests has
@@ -37,6 +37,8 @@ def test_every_entry_point_refuses_an_absent_device(tmp_path):
         load_sb3(caasl_agent.pretrained.policy_path(name), device=ABSENT)
     with pytest.raises(ValueError, match=match):
         benchmark(["random"], suite="tiny", episodes=1, device=ABSENT, progress=False)
+    with pytest.raises(ValueError, match=match):
+        load_reward_model("avici-linear-v0", device=ABSENT)
     with pytest.raises(ValueError, match=match):
         train(load_config("cpu-quick"), tmp_path / "run", device=ABSENT)
     assert not (tmp_path / "run").exists()

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from caasl_envs.checks import resolve_device
 from caasl_envs.reward.base import check_history
 
 _LN_EPS = 1e-5
@@ -300,6 +301,7 @@ def _load_payload(path: str | Path, device: str | torch.device) -> dict:
     """The ``{"config", "state_dict"}`` dict :meth:`AVICIModel.save` wrote; ``ValueError``
     naming ``path`` otherwise (``FileNotFoundError`` when there is no file)."""
     what = f"{path} is not a reward-model file written by AVICIModel.save"
+    resolve_device(device)
     try:
         payload = torch.load(path, map_location=device, weights_only=True)
     except FileNotFoundError:
