@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from caasl_agent._argtypes import DefaultsHelpFormatter
-from caasl_agent.bench.backends import BenchmarkFailed
+from caasl_agent.bench.backends import BenchmarkError
 from caasl_agent.bench.cli import add_bench_parser, add_demo_parser
 from caasl_agent.train import add_train_parser
 
@@ -51,8 +51,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         if args.traceback:
             raise
         parser.exit(2, f"caasl {args.command}: error: {err}\n")
-    except BenchmarkFailed as err:
-        # Runs that raised are named (the finished ones are kept): exit status 1.
+    except BenchmarkError as err:
+        # Runs that raised are named (the finished ones are kept), or the backend did not
+        # start: exit status 1.
         if args.traceback:
             sys.stderr.write("".join(failure.traceback for _, failure in err.failures))
             raise

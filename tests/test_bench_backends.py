@@ -23,7 +23,7 @@ def assert_same_reports(a, b) -> None:
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def local_ray():
     """A 2-CPU Ray instance in this process (the backend uses it instead of starting one)."""
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
@@ -96,6 +96,19 @@ def test_a_folder_of_another_benchmark_is_never_overwritten(tmp_path):
     benchmark(["random"], **TINY).save(tmp_path / "saved", plots=False)
     with pytest.raises(ValueError, match="already holds benchmark results"):
         benchmark(["random"], **TINY, out=tmp_path / "saved")
+
+
+def test_cli_says_when_ray_does_not_start(tmp_path, monkeypatch, capsys):
+    def no_start(**kwargs):
+        raise Exception("The current node timed out during startup.")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", no_start)
+    with pytest.raises(SystemExit) as exit_info:
+        main([*CLI_TINY, "--agents", "random", "--backend", "ray", "--out", str(tmp_path)])
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert "Ray did not start or join a local Ray instance: The current node timed out" in err
 
 
 @pytest.mark.parametrize(

@@ -42,6 +42,8 @@ from caasl_agent.bench.reports import RunRecord
 
 __all__ = [
     "BACKENDS",
+    "BackendUnavailable",
+    "BenchmarkError",
     "BenchmarkFailed",
     "Executor",
     "Failure",
@@ -72,7 +74,18 @@ class Failure:
         return cls("".join(traceback.format_exception_only(err)).strip(), "".join(lines))
 
 
-class BenchmarkFailed(RuntimeError):
+class BenchmarkError(RuntimeError):
+    """A benchmark that did not finish; ``failures`` is ``[(task, Failure)]`` of the runs that
+    raised (empty when none ran)."""
+
+    failures: list[tuple[Any, Failure]] = []
+
+
+class BackendUnavailable(BenchmarkError):
+    """The backend did not start or could not be joined (no run was attempted)."""
+
+
+class BenchmarkFailed(BenchmarkError):
     """Some tasks raised. ``failures`` is ``[(task, Failure)]``; the finished runs are kept in
     the output folder (when one was given) and a rerun of the same call completes the rest."""
 
@@ -155,7 +168,14 @@ class RayCluster:
         started = not ray.is_initialized()
         if started:
             kwargs = {"include_dashboard": False} if self.address is None else {}
-            ray.init(address=self.address, **kwargs)
+            try:
+                ray.init(address=self.address, **kwargs)
+            except Exception as err:  # Ray raises plain Exception, ConnectionError, ...
+                where = "a local Ray instance" if self.address is None else repr(self.address)
+                raise BackendUnavailable(
+                    f"Ray did not start or join {where}: {err} (on a busy machine Ray's local "
+                    "start can time out: run the same command again, or use --workers)"
+                ) from err
         elif self.address is not None:
             raise ValueError(
                 f"Ray is already initialised in this process; cannot also join {self.address!r}"
