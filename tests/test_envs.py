@@ -108,6 +108,41 @@ def test_return_plus_initial_score_is_final_score(reward, fast_reward):
         )
 
 
+class FixedPosteriors(torch.nn.Module):
+    """A reward model whose edge probabilities depend only on the number of rows seen."""
+
+    def __init__(self, d: int, n0: int, budget: int):
+        super().__init__()
+        rng = np.random.default_rng(0)
+        self.n0 = n0
+        self.table = torch.as_tensor(rng.uniform(0.05, 0.95, (budget + 1, d, d)))
+
+    def edge_probs(self, x, mask=None):
+        p = self.table[x.shape[1] - self.n0].clone()
+        p.fill_diagonal_(0.0)
+        return p.expand(x.shape[0], -1, -1).float()
+
+
+@pytest.mark.parametrize("reward", ["correct_entries", "bce"])
+def test_reward_is_the_increase_of_the_score_computed_by_hand(reward):
+    model = FixedPosteriors(SMALL["d"], SMALL["n0"], SMALL["budget"])
+    env = CausalDesignEnv(**SMALL, reward=reward, reward_model=model)
+    env.reset(seed=4)
+    g = env.graph.astype(bool)
+    off = ~np.eye(SMALL["d"], dtype=bool)
+
+    def score(t: int) -> float:
+        p = model.table[t].float().double().numpy()
+        if reward == "correct_entries":
+            return float(np.where(g, p, 1 - p)[off].sum())
+        return 1.0 + float(np.where(g, np.log(p), np.log(1 - p))[off].mean())
+
+    for t in range(1, SMALL["budget"] + 1):
+        _, r, _, _, info = env.step(env.action_space.sample())
+        assert r == pytest.approx(score(t) - score(t - 1), abs=1e-9)
+        assert info["score"] == pytest.approx(score(t), abs=1e-9)
+
+
 def test_final_schedule_pays_the_dense_return_at_the_end(fast_reward):
     actions = np.random.default_rng(2).uniform(-1, 1, (3, 8)).astype(np.float32)
     dense = rollout_single(9, actions, **SMALL, reward_model=fast_reward)
