@@ -328,7 +328,8 @@ def train(
     config = with_overrides(
         config, device=device, n_envs=n_envs, total_timesteps=total_timesteps, seed=seed
     )
-    resolve_device(config.get("device", "auto"))  # before the output folder is made
+    # before the output folder is made; config.yaml records the device that runs, not "auto"
+    config["device"] = str(resolve_device(config.get("device", "auto")))
     if resume is not None:  # a crafted or corrupt zip fails before anything is written
         CAASL.load(resume, device="cpu", trust_pickles=trust_pickles)
     output = check_output_dir(output_dir)
