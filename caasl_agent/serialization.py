@@ -17,7 +17,8 @@ The allow-list resolves only
   (:mod:`caasl_envs.moved`),
 * ``collections.deque``/``OrderedDict`` and builtin containers,
 
-and refuses to set attributes on a class or function. Anything else (``os.system``,
+and refuses to set attributes on a class or function, and a plain ``env`` entry (a name SB3's
+``load`` would hand to ``gym.make``, which imports the module it names). Anything else (``os.system``,
 ``builtins.eval``, a pickled function or lambda, a class from the user's own module) is an
 :class:`UnsafePickleError` naming the entry and the opt-in ``trust_pickles=True``
 (CLI ``--trust-pickles``), which restores SB3's plain loading for a file one trusts.
@@ -196,6 +197,12 @@ def safe_custom_objects(
     """
     name, data = _zip_data(path)
     objects = dict(custom_objects or {})
+    if "env" in data and "env" not in objects:  # SB3 never saves it; load would gym.make it
+        raise UnsafePickleError(
+            f"{name}: entry 'env' (which Stable-Baselines3 does not save) would make an "
+            "environment the file names, importing its module; load with trust_pickles=True "
+            "(CLI: --trust-pickles) only a file you trust"
+        )
     for key, item in data.items():
         if key in objects or not (isinstance(item, dict) and ":serialized:" in item):
             continue

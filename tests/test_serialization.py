@@ -95,6 +95,48 @@ def test_plain_loading_runs_the_payload(tmp_path):
     assert marker.exists()
 
 
+def test_env_entry_that_imports_a_module_refused(tmp_path, monkeypatch):
+    """A plain JSON ``env`` entry is handed to ``gym.make``, which imports the module it
+    names: code runs without any pickle."""
+    marker = tmp_path / "ran"
+    (tmp_path / "evil_env_module.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = tmp_path / "env.zip"
+    with zipfile.ZipFile(SHIPPED) as source, zipfile.ZipFile(path, "w") as target:
+        for item in source.infolist():
+            content = source.read(item)
+            if item.filename == "data":
+                content = json.dumps({**json.loads(content), "env": "evil_env_module:X-v0"})
+            target.writestr(item, content)
+    with pytest.raises(UnsafePickleError, match="entry 'env'"):
+        CAASL.load(path, device="cpu")
+    assert not marker.exists()
+    with pytest.raises(Exception):  # noqa: B017  (plain loading imports it, then fails)
+        CAASL.load(path, device="cpu", trust_pickles=True)
+    assert marker.exists()
+
+
+@pytest.mark.parametrize(
+    "module, name",
+    [
+        ("builtins", "getattr"),
+        ("builtins", "eval"),
+        ("os", "system"),
+        ("subprocess", "Popen"),
+        ("torch.storage", "_load_from_bytes"),  # would torch.load(weights_only=False)
+        ("torch", "load"),
+        ("numpy", "load"),
+        ("numpy", "memmap"),  # an ndarray subclass that opens files
+        ("numpy", "dtype.__init__.__globals__"),
+        ("caasl_agent.serialization", "restricted_loads"),
+        ("__main__", "MyPolicy"),
+    ],
+)
+def test_globals_outside_the_allow_list_are_refused(module, name):
+    with pytest.raises(UnsafePickleError, match=f"{module}.{name}"):
+        restricted_loads(f"c{module}\n{name}\n.".encode())
+
+
 def test_attribute_writes_on_classes_refused():
     # BUILD on the CAASLPolicy class itself: would monkey-patch it for the whole process
     crafted = b"ccaasl_agent.policies\nCAASLPolicy\n(N}S'predict'\nI1\nstb."
