@@ -78,7 +78,7 @@ class BenchmarkError(RuntimeError):
     """A benchmark that did not finish; ``failures`` is ``[(task, Failure)]`` of the runs that
     raised (empty when none ran)."""
 
-    failures: list[tuple[Any, Failure]] = []
+    failures: Sequence[tuple[Any, Failure]] = ()
 
 
 class BackendUnavailable(BenchmarkError):
