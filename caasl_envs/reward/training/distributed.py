@@ -22,7 +22,9 @@ no process group). Every process:
   the CPU.
 
 Only rank 0 writes checkpoints, snapshots, exported weights and TensorBoard logs; every rank
-reads the checkpoint on ``--resume``. Scalars that steer the run (the acyclicity dual, the
+reads the checkpoint on ``--resume`` (on several nodes the output folder must be shared). Every
+rank evaluates the held-out set (identical replicas: the same numbers; the others would wait
+for rank 0 at the next all-reduce anyway). Scalars that steer the run (the acyclicity dual, the
 time limit) are averaged or agreed over the ranks so that the replicas never diverge.
 """
 
