@@ -24,6 +24,18 @@ ENV_IDS: dict[str, dict] = {
         "intervention": "knockout",
         "technical_noise": "10x-chromium-mini",
     },
+    # Perturb-seq-like: each step is one knockout experiment measured on 10 cells, on sparse
+    # networks (ER degree 1); the numbers behind each choice are in the README and BENCHMARKS.md
+    # ("SERGIO: how much a knockout experiment says about the graph").
+    "caasl/SERGIOPerturbSeq-v0": {
+        **_LINEAR,
+        "simulator": "sergio",
+        "samples_per_step": 10,
+        "graph": "erdos_renyi",
+        "graph_degree": 1.0,
+        "intervention": "knockout",
+        "technical_noise": "10x-chromium-mini",
+    },
 }
 
 
