@@ -3,6 +3,7 @@
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 from agent_toy_env import one_torch_thread  # noqa: F401 (autouse fixture)
 from sb3_contrib import TQC
 from stable_baselines3 import A2C, PPO, SAC, TD3
@@ -36,10 +37,23 @@ def test_stock_agent_trains_and_acts(name, extractor):
     model = algorithm(
         "MultiInputPolicy", env, seed=0, device="cpu", policy_kwargs=policy_kwargs, **kwargs
     )
+    obs = env.reset()
+    acted = model.predict(obs, deterministic=True)[0]
+    before = {k: v.clone() for k, v in model.policy.state_dict().items()}
     model.learn(200)
     assert model.num_timesteps >= 200
-    actions, _ = model.predict(env.reset(), deterministic=True)
+    # training updated the policy: its action on a fixed observation moved
+    actions, _ = model.predict(obs, deterministic=True)
     assert actions.shape == (2, 6) and np.isfinite(actions).all()
+    assert not np.array_equal(actions, acted)
+    # the CAASL encoder is trained (target networks move by Polyak rounding alone: not counted)
+    trained = {
+        k
+        for k, v in model.policy.state_dict().items()
+        if "_target." not in k and not torch.equal(v, before[k])
+    }
+    if extractor == "caasl":
+        assert any("features_extractor.encoder" in k for k in trained), sorted(trained)
 
 
 def test_caasl_on_gym_make_dummy_vec_env_and_on_the_batched_adapter():
