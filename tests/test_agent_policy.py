@@ -176,11 +176,11 @@ def test_history_buffer_rebuilds_what_dict_buffer_stores():
     a = compact._get_samples(inds)
     np.random.seed(3)  # noqa: NPY002 (SB3 buffers draw from the global generator)
     b = full._get_samples(inds)
-    for key in ("history", "mask"):
-        torch.testing.assert_close(a.observations[key], b.observations[key])
-        torch.testing.assert_close(a.next_observations[key], b.next_observations[key])
+    for key in ("history", "mask"):  # rows are copied, never computed: exactly equal
+        assert torch.equal(a.observations[key], b.observations[key])
+        assert torch.equal(a.next_observations[key], b.next_observations[key])
     for field in ("actions", "rewards", "dones"):
-        torch.testing.assert_close(getattr(a, field), getattr(b, field))
+        assert torch.equal(getattr(a, field), getattr(b, field))
     assert a.dones.sum() > 0
 
 
