@@ -158,7 +158,7 @@ def restricted_loads(data: bytes) -> Any:
     return AllowListUnpickler(io.BytesIO(data)).load()
 
 
-def _zip_data(path: str | Path | IO[bytes]) -> tuple[str, dict[str, Any]]:
+def read_zip_data(path: str | Path | IO[bytes]) -> tuple[str, dict[str, Any]]:
     """``(name, data)``: the display name of ``path`` and its zip's parsed ``data`` entry."""
     if isinstance(path, str | Path):
         path = Path(path)
@@ -195,7 +195,7 @@ def safe_custom_objects(
     :raises UnsafePickleError: an entry needs an object outside the allow-list.
     :raises ValueError: ``path`` is not a Stable-Baselines3 zip.
     """
-    name, data = _zip_data(path)
+    name, data = read_zip_data(path)
     objects = dict(custom_objects or {})
     if "env" in data and "env" not in objects:  # SB3 never saves it; load would gym.make it
         raise UnsafePickleError(
@@ -233,6 +233,7 @@ __all__ = [
     "AllowListUnpickler",
     "UnsafePickleError",
     "load_checked",
+    "read_zip_data",
     "restricted_loads",
     "safe_custom_objects",
 ]

@@ -100,7 +100,10 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         config = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
-        raise ValueError(f"{path} is not valid YAML: {err}") from None
+        mark = getattr(err, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(err, "problem", None) or type(err).__name__
+        raise ValueError(f"{path} is not valid YAML{where}: {problem}") from None
     if not isinstance(config, dict):
         raise ValueError(f"{path} must hold a mapping of settings, got {type(config).__name__}")
     return config

@@ -17,6 +17,7 @@ import pytest
 import caasl_agent
 import caasl_agent.pretrained
 from caasl_agent import CAASL
+from caasl_agent.bench.runner import load_sb3
 from caasl_agent.cli import main
 from caasl_agent.serialization import UnsafePickleError, restricted_loads, safe_custom_objects
 
@@ -149,6 +150,8 @@ def test_corrupt_zips_are_clear_errors(tmp_path):
     (tmp_path / "notzip.zip").write_bytes(b"hello")
     with pytest.raises(ValueError, match="not a zip file"):
         CAASL.load(tmp_path / "notzip.zip", device="cpu")
+    with pytest.raises(ValueError, match="not a zip file"):  # caasl bench --agents sb3:PATH
+        load_sb3(tmp_path / "notzip.zip")
     truncated = _crafted(tmp_path, "lr_schedule", pickle.dumps(_System("true"))[:9])
     with pytest.raises(ValueError, match="entry 'lr_schedule' is corrupt"):
         CAASL.load(truncated, device="cpu")
@@ -204,8 +207,6 @@ def test_sb3_algorithms_load_safely(tmp_path):
     import torch
     from stable_baselines3 import PPO, TD3
     from stable_baselines3.common.noise import NormalActionNoise
-
-    from caasl_agent.bench.runner import load_sb3
 
     ppo = PPO("MlpPolicy", "CartPole-v1", n_steps=8, batch_size=8)
     ppo.policy_kwargs = {"activation_fn": torch.nn.Tanh}

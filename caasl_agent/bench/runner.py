@@ -29,12 +29,10 @@ from __future__ import annotations
 import base64
 import importlib
 import inspect
-import json
 import pickletools
 import random
 import time
 import warnings
-import zipfile
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -53,7 +51,7 @@ from caasl_agent.bench.suites import Setting, Suite, get_suite
 from caasl_agent.caasl import CAASL
 from caasl_agent.policies import action_entries_per_variable
 from caasl_agent.pretrained import load_policy
-from caasl_agent.serialization import load_checked, safe_custom_objects
+from caasl_agent.serialization import load_checked, read_zip_data, safe_custom_objects
 from caasl_envs import CausalDesignVectorEnv, metrics
 from caasl_envs.checks import check_int
 from caasl_envs.core import resolve_device
@@ -147,10 +145,7 @@ def _pickled_global(serialized: str) -> tuple[str, str] | None:
 def _sb3_algorithm(path: Path) -> type:
     """The algorithm class that saved ``path``: the one whose policy aliases contain the saved
     policy class and whose constructor arguments best match the saved hyperparameters."""
-    with zipfile.ZipFile(path) as archive:
-        if "data" not in archive.namelist():
-            raise ValueError(f"{path} is not a Stable-Baselines3 zip (no 'data' entry)")
-        data = json.loads(archive.read("data"))
+    data = read_zip_data(path)[1]  # nothing unpickled
     policy = data.get("policy_class", {})
     found = _pickled_global(policy.get(":serialized:", "")) if isinstance(policy, dict) else None
     candidates = []
