@@ -87,3 +87,30 @@ def test_batched_equals_single(fast_reward):
 def test_bad_kwargs_are_refused_by_name(kwargs, message, fast_reward):
     with pytest.raises(ValueError, match=message):
         gym.make(ENV_ID, reward_model=fast_reward, **kwargs)
+
+
+def test_suite_holds_the_issue_settings_and_runs_target_only_baselines():
+    from caasl_agent.bench import benchmark
+    from caasl_agent.bench.suites import Setting, Suite, get_suite
+
+    suite = get_suite("sergio-perturbseq")
+    assert [s.name for s in suite.settings] == [
+        "in-distribution", "knockdown", "drop-seq", "d+5", "scale-free",
+    ]  # fmt: skip
+    assert {s.env_id for s in suite.settings} == {ENV_ID}
+    assert suite.setting("d+5").env_kwargs()["d"] == 15
+    assert suite.setting("in-distribution").env_kwargs()["samples_per_step"] == 10
+    small = [
+        Setting(s.name, s.env_id, {**s.overrides, "d": 5, "n0": 10, "budget": 2})
+        for s in suite.settings
+        if s.name in ("knockdown", "drop-seq")
+    ]
+    results = benchmark(
+        ["round-robin", "observational"],
+        suite=Suite("sergio-perturbseq-small", 1, tuple(small), episodes=2),
+        reward_model="partial-correlation",
+        progress=False,
+    )
+    for run in results.runs:
+        assert run.probs.shape == (2, 5, 5)
+        assert np.isfinite(run.metrics["expected_correct_entries"]).all()

@@ -15,6 +15,9 @@ Suites (docs/design.md §3):
 * ``sergio`` (v1): present when ``caasl/SERGIO-v0`` is registered; in-distribution,
   scale-free, ``d + 2``, ``d + 5``, ``d + 10``, knockdown, drop-seq technical noise and noisy
   interventions (each target bit flipped with probability 0.1).
+* ``sergio-perturbseq`` (v1): present when ``caasl/SERGIOPerturbSeq-v0`` is registered (a
+  knockout experiment on 10 cells per step, ER degree 1); in-distribution, knockdown, drop-seq
+  technical noise, ``d + 5`` and scale-free graphs.
 * ``tiny`` (v1): two small settings (``d`` = 4 and 5, budget 3) for tests and smoke runs.
 
 New suites: :func:`register_suite`.
@@ -193,6 +196,25 @@ def _sergio_suite() -> Suite | None:
     )
 
 
+def _sergio_perturbseq_suite() -> Suite | None:
+    env_id = "caasl/SERGIOPerturbSeq-v0"
+    if env_id not in gym.registry:
+        return None
+    d = int(gym.spec(env_id).kwargs.get("d", 10))
+    return Suite(
+        name="sergio-perturbseq",
+        version=1,
+        description="Perturb-seq-like SERGIO setting (k cells per knockout) and its OOD settings",
+        settings=(
+            Setting("in-distribution", env_id, {}, "10 cells per knockout, ER degree 1"),
+            Setting("knockdown", env_id, {"intervention": "knockdown"}, "knockdown (x0.5)"),
+            Setting("drop-seq", env_id, {"technical_noise": "drop-seq"}, "drop-seq noise"),
+            Setting("d+5", env_id, {"d": d + 5}, f"d={d + 5}"),
+            Setting("scale-free", env_id, {"graph": "scale_free"}, "scale-free graphs (BA, m=2)"),
+        ),
+    )
+
+
 def _tiny_suite() -> Suite:
     er, shift = "caasl/LinearGaussian-v0", "caasl/LinearGaussianShift-v0"
     small = {"n0": 8, "budget": 3, "graph_degree": 1.0, "reward_model": "partial-correlation"}
@@ -210,4 +232,5 @@ def _tiny_suite() -> Suite:
 
 register_suite("linear", _linear_suite)
 register_suite("sergio", _sergio_suite)
+register_suite("sergio-perturbseq", _sergio_perturbseq_suite)
 register_suite("tiny", _tiny_suite)
