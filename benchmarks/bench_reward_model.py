@@ -6,18 +6,40 @@ AVICI's standardisation, separate q/k/v LayerNorms and edge heads. Both run in e
 ``torch.inference_mode`` (the reference then takes PyTorch's fused fast path).
 
     python benchmarks/bench_reward_model.py [--threads 1] [--repeats 5]
+
+``--vs-official`` instead times our model against the official JAX package (``pip install
+'caasl[official]'``) on the same random-initialised weights: the official Haiku parameters are
+converted with :func:`caasl_envs.reward.official.haiku_to_state_dict`, the max difference of the
+edge probabilities is printed, and forward and forward+backward are timed interleaved (official,
+ours, official, ...) so that machine load affects both alike:
+
+    python benchmarks/bench_reward_model.py --vs-official [--sizes published small]
+        [--batches 1 64] [--modes forward train] [--repeats 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import os
+import sys
 import time
+import types
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from caasl_envs import load_reward_model
 from caasl_envs.reward.avici import AVICIModel
+from caasl_envs.reward.official import haiku_to_state_dict
+
+OFFICIAL_SIZES = {
+    "published": dict(dim=128, layers=8, num_heads=8, key_size=32),
+    "small": dict(dim=64, layers=4, num_heads=8, key_size=8),
+}
+"""Model sizes of the side-by-side table: the published AVICI models and a dim-64 one."""
 
 
 class BareTransformerStack(nn.Module):
@@ -68,6 +90,133 @@ def _model(name: str) -> AVICIModel:
         return AVICIModel(dim=64, layers=2, num_heads=4, key_size=16).eval()
 
 
+def _import_official() -> types.ModuleType | None:
+    """The official ``avici.model`` module, or None (with a message) when it cannot be imported.
+
+    avici 1.0.7's package ``__init__`` imports its training buffer, which needs ``pyarrow.plasma``
+    (pyarrow 10, numpy < 2); when only that fails, ``avici.model`` is loaded on its own so that the
+    timed forward is still the official code.
+    """
+    if importlib.util.find_spec("avici") is None or importlib.util.find_spec("haiku") is None:
+        print(
+            "official AVICI not installed (pip install 'caasl[official]'): skipping --vs-official"
+        )
+        return None
+    try:
+        import avici.model as official
+    except ImportError as err:
+        sys.modules.pop("avici", None)
+        package = types.ModuleType("avici")
+        package.__path__ = list(importlib.util.find_spec("avici").submodule_search_locations)
+        sys.modules["avici"] = package
+        try:
+            import avici.model as official
+        except ImportError as inner:
+            print(f"official AVICI not importable ({inner}): skipping --vs-official")
+            return None
+        print(f"(avici package __init__ not importable: {err}; loaded avici.model alone)")
+    return official
+
+
+def _interleaved(fns: dict[str, object], repeats: int) -> dict[str, float]:
+    """Best-of-``repeats`` process CPU seconds of each callable, run in turn every repeat."""
+    for fn in fns.values():
+        fn()  # warm-up (and JIT compilation)
+    best = dict.fromkeys(fns, float("inf"))
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.process_time()
+            fn()
+            best[name] = min(best[name], time.process_time() - start)
+    return best
+
+
+def _side_by_side(official, size: str, batches: list[int], modes: list[str], repeats: int) -> None:
+    """Print one table row per (batch, mode): official and our ms per dataset and their ratio."""
+    import haiku as hk
+    import jax
+    import jax.numpy as jnp
+    from avici.utils.data_jax import jax_standardize_default_simple
+
+    kwargs = OFFICIAL_SIZES[size]
+    net = hk.transform(lambda x, training: official.BaseModel(**kwargs, dropout=0.0)(x, training))
+    key = jax.random.PRNGKey(0)
+    n, d = 60, 10
+    params = net.init(key, jnp.zeros((1, n, d, 2), jnp.float32), False)
+    ours = AVICIModel(**kwargs).eval()
+    ours.load_state_dict(haiku_to_state_dict(params, kwargs["layers"]))
+
+    def logits_official(p, x):
+        return net.apply(p, key, jax_standardize_default_simple(x), False)
+
+    def loss_official(p, x, target):
+        logits = logits_official(p, x)
+        return jnp.mean(
+            jnp.maximum(logits, 0) - logits * target + jnp.log1p(jnp.exp(-jnp.abs(logits)))
+        )
+
+    probs_official = jax.jit(lambda p, x: jax.nn.sigmoid(logits_official(p, x)))
+    grad_official = jax.jit(jax.grad(loss_official))
+
+    def step_ours(x: torch.Tensor, target: torch.Tensor) -> None:
+        ours.zero_grad(set_to_none=True)
+        F.binary_cross_entropy_with_logits(ours(x), target).backward()
+
+    for b in batches:
+        gen = torch.Generator().manual_seed(b)
+        values = torch.randn(b, n, d, generator=gen)
+        flags = (torch.rand(b, n, d, generator=gen) < 0.1).float()
+        x = torch.stack([values, flags], -1)
+        target = (torch.rand(b, d, d, generator=gen) < 0.2).float()
+        x_jax, target_jax = jnp.asarray(x.numpy()), jnp.asarray(target.numpy())
+        with torch.inference_mode():
+            diff = np.abs(
+                np.asarray(probs_official(params, x_jax)) - torch.sigmoid(ours(x)).numpy()
+            ).max()
+        for mode in modes:
+            if mode == "forward":
+                fns = {
+                    "official": lambda xj=x_jax: probs_official(params, xj).block_until_ready(),
+                    "ours": lambda x=x: _inference(ours, x),
+                }
+            else:
+                fns = {
+                    "official": lambda xj=x_jax, tj=target_jax: jax.block_until_ready(
+                        grad_official(params, xj, tj)
+                    ),
+                    "ours": lambda x=x, target=target: step_ours(x, target),
+                }
+            best = _interleaved(fns, repeats)
+            print(
+                f"| {size} | {b} | {mode} | {1e3 * best['official'] / b:.2f} | "
+                f"{1e3 * best['ours'] / b:.2f} | {best['ours'] / best['official']:.2f} | {diff:.1e} |"
+            )
+
+
+def _inference(model: AVICIModel, x: torch.Tensor) -> torch.Tensor:
+    with torch.inference_mode():
+        return torch.sigmoid(model(x))
+
+
+def vs_official(args: argparse.Namespace) -> None:
+    """The side-by-side table of ``--vs-official`` (one CPU thread on both sides by default)."""
+    official = _import_official()
+    if official is None:
+        return
+    import jax
+
+    print(
+        f"official avici (JAX {jax.__version__}) vs caasl AVICIModel (torch {torch.__version__}), "
+        f"d = 10, n = 60, random weights, torch threads {torch.get_num_threads()}, "
+        f"CPU ms per dataset (best of {args.repeats}, interleaved)"
+    )
+    print("\n| size | B | mode | official (ms) | ours (ms) | ratio | max |probs diff| |")
+    print("|---|---|---|---|---|---|---|")
+    for size in args.sizes:
+        _side_by_side(official, size, args.batches, args.modes, args.repeats)
+    print(f"\nload: {os.getloadavg()}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="avici-linear-v0")
@@ -78,8 +227,22 @@ def main() -> None:
     )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--vs-official", action="store_true", help="time against official AVICI")
+    parser.add_argument("--sizes", nargs="+", default=list(OFFICIAL_SIZES), choices=OFFICIAL_SIZES)
+    parser.add_argument("--batches", nargs="+", type=int, default=[1, 64])
+    parser.add_argument(
+        "--modes", nargs="+", default=["forward", "train"], choices=["forward", "train"]
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.vs_official:
+        os.environ.setdefault(
+            "XLA_FLAGS",
+            f"--xla_cpu_multi_thread_eigen={'true' if args.threads > 1 else 'false'} "
+            f"intra_op_parallelism_threads={args.threads}",
+        )
+        vs_official(args)
+        return
     torch.manual_seed(0)
     if args.random:
         dim, layers, heads, key_size = (int(v) for v in args.random.split(","))
