@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-import caasl_agent.bench.runner
+import caasl_agent.bench.cli
 from caasl_agent.bench.reports import REPORT_FILES
 from caasl_agent.bench.runner import benchmark
 from caasl_agent.cli import main
@@ -95,7 +95,7 @@ def test_save_replaces_reports_whole_and_drops_stale_plots(tiny_results, tmp_pat
 
 def test_demo_writes_only_into_a_new_temporary_folder(tiny_results, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(caasl_agent.bench.runner, "benchmark", lambda *a, **k: tiny_results)
+    monkeypatch.setattr(caasl_agent.bench.cli, "benchmark", lambda *a, **k: tiny_results)
     main(["demo", "--episodes", "1"])
     printed = capsys.readouterr().out.strip().splitlines()[-1]
     assert printed.startswith("plots and tables in ")
