@@ -76,12 +76,13 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["avici-linear-v0"])
     parser.add_argument("--d", nargs="+", type=int, default=[10], help="numbers of variables")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--no-ges", action="store_true", help="skip GES (slow above d = 10)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     models = {name: load_reward_model(name) for name in args.models}
     for d in args.d:
         for setting, degree in SETTINGS.items():
-            print_setting(setting, degree, d, args.datasets, models)
+            print_setting(setting, degree, d, args.datasets, models, ges=not args.no_ges)
 
 
 def scorers(models: dict, degree: float, d: int, x: torch.Tensor, x_obs: torch.Tensor) -> list:
@@ -106,7 +107,9 @@ def scorers(models: dict, degree: float, d: int, x: torch.Tensor, x_obs: torch.T
     return runs
 
 
-def print_setting(setting: str, degree: float, d: int, n_datasets: int, models: dict) -> None:
+def print_setting(
+    setting: str, degree: float, d: int, n_datasets: int, models: dict, ges: bool = True
+) -> None:
     """One markdown table: every scorer on the same held-out datasets of one setting."""
     x, graph = heldout(degree, n_datasets, n_int=10, p_obs_only=0.0, d=d)
     x_obs, graph_obs = heldout(degree, n_datasets, n_int=10, p_obs_only=1.0, d=d)
@@ -120,6 +123,8 @@ def print_setting(setting: str, degree: float, d: int, n_datasets: int, models: 
         with torch.inference_mode():
             probs = scorer.edge_probs(data)
         print(_row(name, probs, graph, time.process_time() - start))
+    if not ges:
+        return
     start = time.process_time()
     probs = ges_probs(x)
     if probs is None:

@@ -60,7 +60,7 @@ TRAIN_OUTPUTS = (
     "tb",
 )
 #: reward models tried, in order, for ``reward_model: auto``
-AUTO_REWARD_MODELS = ("avici-linear-v0", "exact-linear-gaussian")
+AUTO_REWARD_MODELS = ("avici-linear-v1", "avici-linear-v0", "exact-linear-gaussian")
 
 
 def available_presets() -> list[str]:

@@ -201,3 +201,23 @@ def test_small_linear_settings_are_scored_with_the_exact_posterior():
     assert "metrics (all but return) by scorer exact-linear-scm" in results.to_markdown()
     with pytest.raises(ValueError, match="unknown reward model 'no-such-model'"):
         benchmark(["random"], suite="tiny", episodes=3, scorer="no-such-model", progress=False)
+
+
+def test_linear_environments_default_to_avici_linear_v1_and_v0_stays_loadable():
+    import gymnasium as gym
+
+    from caasl_agent.train import AUTO_REWARD_MODELS
+    from caasl_envs.reward import WEIGHTS_DIR, load_reward_model
+
+    env = gym.make("caasl/LinearGaussian-v0", d=4, budget=2)
+    model = env.unwrapped.core.reward_model
+    shipped = load_reward_model("avici-linear-v1")
+    assert isinstance(model, AVICIModel) and AUTO_REWARD_MODELS[0] == "avici-linear-v1"
+    for key, value in shipped.state_dict().items():
+        assert torch.equal(model.state_dict()[key], value)
+    old = load_reward_model("avici-linear-v0")
+    assert not torch.equal(
+        old.state_dict()["embedding.weight"], shipped.state_dict()["embedding.weight"]
+    )
+    card = (WEIGHTS_DIR / "avici-linear-v1.md").read_text()
+    assert "--targets exact-linear-scm" in card and "step-002000" in card

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from caasl_agent._argtypes import positive_int
-from caasl_agent.bench.baselines import BASELINES
+from caasl_agent.bench.baselines import BASELINES, PLANNING_BASELINES
 from caasl_agent.bench.reports import REPORT_FILES
 from caasl_agent.bench.runner import benchmark, load_sb3
 from caasl_agent.bench.suites import Setting, Suite
@@ -20,7 +20,7 @@ from caasl_envs import available_reward_models
 from caasl_envs.registration import ENV_IDS
 from caasl_envs.scm import SIMULATORS
 
-DEFAULT_AGENTS = ",".join(BASELINES)
+DEFAULT_AGENTS = ",".join(name for name in BASELINES if name not in PLANNING_BASELINES)
 
 
 def parse_reward_model(text: str | None) -> str | dict[str, str] | None:
@@ -106,10 +106,16 @@ def add_bench_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "bench",
         help="benchmark experimental-design agents on a suite of fixed environments",
-        description="Agents: baseline names (" + DEFAULT_AGENTS + "), sb3:PATH.zip, "
+        description="Agents: baseline names (" + ", ".join(BASELINES) + "), sb3:PATH.zip, "
         "caasl:NAME, module:attr (an agent class, object or callable obs -> action).",
     )
-    p.add_argument("--agents", default=DEFAULT_AGENTS, help="comma-separated agent specs")
+    p.add_argument(
+        "--agents",
+        default=DEFAULT_AGENTS,
+        help="comma-separated agent specs (default: every baseline but the planning ones, "
+        + ", ".join(PLANNING_BASELINES)
+        + ")",
+    )
     p.add_argument(
         "--trust-pickles",
         action="store_true",
@@ -197,7 +203,7 @@ def _demo(args: argparse.Namespace) -> None:
         fallback = "exact-linear-gaussian" if simulator == "linear" else "partial-correlation"
         reward_model = default if default in available_reward_models() else fallback
     suite = Suite("demo", 1, (Setting("default", args.env, {}, args.env),), episodes=args.episodes)
-    agents = [*BASELINES, *_shipped_caasl(simulator)]
+    agents = [*DEFAULT_AGENTS.split(","), *_shipped_caasl(simulator)]
     results = benchmark(
         agents,
         suite=suite,

@@ -83,6 +83,7 @@ register_reward_model(
 )
 # AVICI trained on each simulator's environment prior (model cards: weights/<name>.md)
 register_reward_model("avici-linear-v0", _shipped_avici("avici-linear-v0"))
+register_reward_model("avici-linear-v1", _shipped_avici("avici-linear-v1"))
 register_reward_model("avici-sergio-v0", _shipped_avici("avici-sergio-v0"))
 
 __all__ = [

@@ -129,7 +129,7 @@ class LinearSCMPrior:
             )
 
     action_kind = "target_value"
-    default_reward_model = "avici-linear-v0"
+    default_reward_model = "avici-linear-v1"
 
     def sample(self, rng: BatchedRNG) -> LinearSCM:
         d = self.d

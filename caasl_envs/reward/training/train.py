@@ -309,7 +309,7 @@ CAASL_HELDOUT = dict(
     graphs=("erdos_renyi",),
     degrees=(3.0,),
 )
-"""The environments' training setting (DESIGN §3): d=10, ER degree 3, 50 observational + 10 interventional rows."""
+"""The environments' training setting (docs/design.md §3): d=10, ER degree 3, 50 observational + 10 interventional rows."""
 
 
 @dataclass
