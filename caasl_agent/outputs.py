@@ -44,4 +44,13 @@ def remove_outputs(folder: Path, names: Iterable[str]) -> None:
             target.unlink()
 
 
-__all__ = ["check_output_dir", "refuse_existing", "remove_outputs"]
+def write_atomic(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename, so
+    that a crash or Ctrl-C leaves either the old file or the new one, never half of it."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return path
+
+
+__all__ = ["check_output_dir", "refuse_existing", "remove_outputs", "write_atomic"]

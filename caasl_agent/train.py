@@ -43,7 +43,7 @@ from caasl_agent.bench.reports import mean_sem, paired_interval
 from caasl_agent.bench.runner import run_setting
 from caasl_agent.bench.suites import Setting
 from caasl_agent.caasl import CAASL
-from caasl_agent.outputs import check_output_dir, refuse_existing, remove_outputs
+from caasl_agent.outputs import check_output_dir, refuse_existing, remove_outputs, write_atomic
 from caasl_envs.checks import check_int
 from caasl_envs.core import resolve_device
 
@@ -363,8 +363,7 @@ def train(
         "train_seconds": round(train_seconds, 1),
         **heldout_results(best, config, env_kwargs),
     }
-    with (output / "results.json").open("w") as f:
-        json.dump(results, f, indent=2)
+    write_atomic(output / "results.json", json.dumps(results, indent=2))
     plot_learning_curve(
         eval_callback.history, eval_callback.random_mean, output / "learning_curve.png"
     )

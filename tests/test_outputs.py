@@ -103,3 +103,17 @@ def test_demo_writes_only_into_a_new_temporary_folder(tiny_results, tmp_path, mo
     assert list(tmp_path.iterdir()) == []  # nothing in the working directory
     assert (Path(folder) / "results.json").is_file()
     shutil.rmtree(folder)
+
+
+def test_write_atomic_leaves_the_old_file_when_the_write_fails(tmp_path, monkeypatch):
+    from caasl_agent.outputs import write_atomic
+
+    target = write_atomic(tmp_path / "results.json", '{"old": 1}')
+
+    def fail(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("caasl_agent.outputs.os.replace", fail)
+    with pytest.raises(KeyboardInterrupt):
+        write_atomic(target, '{"new": 2}')
+    assert target.read_text() == '{"old": 1}'
