@@ -131,10 +131,12 @@ def test_two_cpu_ranks_stay_identical_and_match_one_process_on_the_union(tmp_pat
     for log, loss in zip(ranks[0]["logs"], losses):
         assert abs(log["bce"] - loss) < 1e-6
     assert abs(ranks[0]["dual"] - dual) < 1e-6
-    # An Adam step moves a weight by up to lr = 1e-3; the two runs agree to 1% of one step
-    # (a rank training on its own batch only would be ~1e-3 off).
+    # An Adam step moves a weight by up to lr = 1e-3, and Adam divides by sqrt(v): where a gradient
+    # is tiny, summation-order noise moves the update by a sizeable part of lr (seen: 1.04e-5 on one
+    # of 16 entries). The runs must agree to a tenth of one step; a rank training on its own batch
+    # only is ~1e-3 off.
     for name, value in expected.items():
-        torch.testing.assert_close(ranks[0]["straight"][name], value, rtol=0, atol=1e-5)
+        torch.testing.assert_close(ranks[0]["straight"][name], value, rtol=0, atol=1e-4)
     # Only rank 0 writes: one checkpoint, one TensorBoard event file.
     run = tmp_path / "run"
     assert (run / "checkpoint.pt").is_file()
