@@ -158,19 +158,20 @@ class _Block(nn.Module):
         mask = None if key_mask is None else key_mask[:, None, :].expand(b, a, t).reshape(b * a, t)
         out = _attention(qkv, mask).view(b, a, t, h * k)
         z = z + self.dropout(self.attention.linear(out))
-        z = z + self.dropout(self.ff_out(F.relu_(self.ff_in(self.ln_ff(z)))))
+        z = z + self.dropout(self.ff_out(F.relu(self.ff_in(self.ln_ff(z)))))
         return z.transpose(1, 2)
 
 
 _SHORT_SEQUENCE = 16
-"""Up to this many tokens, attention is two batched matmuls (faster on CPU than the flash kernel)."""
+"""Up to this many tokens and without autograd, attention is two batched matmuls: faster on CPU
+than the flash kernel for the forward alone (with the backward the flash kernel is faster)."""
 
 
 def _attention(qkv: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     """Softmax attention of every head: ``qkv (N, T, 3, H, K)``, ``mask (N, T)`` bool keys or None
     -> ``(N, T, H, K)`` (contiguous)."""
     n, t, _, h, k = qkv.shape
-    if t > _SHORT_SEQUENCE:
+    if t > _SHORT_SEQUENCE or (torch.is_grad_enabled() and qkv.requires_grad):
         q, key, v = qkv.permute(2, 0, 3, 1, 4)  # (N, H, T, K) strided views
         attn_mask = None if mask is None else mask[:, None, None, :]
         out = F.scaled_dot_product_attention(q, key, v, attn_mask=attn_mask)
