@@ -246,11 +246,14 @@ def make_baseline(
     target_only: bool = False,
     seed: int | None = 0,
     reward_model: RewardModel | str | None = None,
+    env: dict | None = None,
 ) -> Baseline:
     """A baseline by name (a key of :data:`BASELINES`).
 
     :param reward_model: required by ``"uncertainty"`` (use the environment's reward model);
         the EIG designers plan with it when it is an exact posterior.
+    :param env: what the planning baselines must know of the environment, e.g.
+        ``{"value_scale": 2.0, "intervention": "shift"}`` (the harness passes both).
     """
     if name not in BASELINES:
         raise ValueError(f"unknown baseline {name!r}; expected one of {sorted(BASELINES)}")
@@ -258,6 +261,6 @@ def make_baseline(
         if reward_model is None:
             raise ValueError("the 'uncertainty' baseline needs the environment's reward_model")
         return PosteriorUncertaintyAgent(reward_model, target_only=target_only, seed=seed)
-    if name in ("eig", "eig-batch"):
-        return BASELINES[name](reward_model, target_only=target_only, seed=seed)
+    if name in PLANNING_BASELINES:
+        return BASELINES[name](reward_model, target_only=target_only, seed=seed, **(env or {}))
     return BASELINES[name](target_only=target_only, seed=seed)

@@ -406,7 +406,11 @@ def _prepare_agent(agent: Any, vec: CausalDesignVectorEnv, agent_seed: int) -> A
         core = vec.core
         # The uncertainty baseline asks for the posterior the environment has just computed.
         core.reward_model = LastCallCache(core.reward_model)
-        return make_baseline(agent, core.target_only, agent_seed, core.reward_model)
+        env = {
+            "value_scale": core.value_scale,
+            "intervention": getattr(core.prior, "intervention", "do"),
+        }
+        return make_baseline(agent, core.target_only, agent_seed, core.reward_model, env)
     agent = load_agent(agent)
     _check_compatible(agent, vec)
     return agent
