@@ -126,11 +126,12 @@ def test_sergio_cli_takes_low_high_ranges_and_resumes(tmp_path):
     tiny = ["--batch-size", "1", "--eval-datasets", "1", "--no-progress", "--device", "cpu"]
     sergio_main(
         ["--out", run, "--steps", "1", "--n-obs", "4:5", "--n-int", "1", "--target-prob", "0.5",
-         *tiny]
+         "--design-mix", "single:1,few:3", *tiny]
     )  # fmt: skip
     state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
     data = state["config"]["data"]
     assert state["step"] == 1 and tuple(data["n_obs_range"]) == (4, 5)
+    assert data["design_mix"] == {"single": 1.0, "few": 3.0}
     assert tuple(data["n_int_range"]) == (1, 1) and tuple(data["target_prob_range"]) == (0.5, 0.5)
     sergio_main(["--out", run, "--resume", "--steps", "2", *tiny])  # extend the schedule
     state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)

@@ -171,11 +171,18 @@ def _linear_suite() -> Suite:
     )
 
 
-def _sergio_suite() -> Suite | None:
-    env_id = "caasl/SERGIO-v0"
+def _registered_d(env_id: str) -> int | None:
+    """The default number of variables of ``env_id``, or None when it is not registered."""
     if env_id not in gym.registry:
         return None
-    d = int(gym.spec(env_id).kwargs.get("d", 10))
+    return int(gym.spec(env_id).kwargs.get("d", 10))
+
+
+def _sergio_suite() -> Suite | None:
+    env_id = "caasl/SERGIO-v0"
+    d = _registered_d(env_id)
+    if d is None:
+        return None
     return Suite(
         name="sergio",
         version=1,
@@ -198,9 +205,9 @@ def _sergio_suite() -> Suite | None:
 
 def _sergio_perturbseq_suite() -> Suite | None:
     env_id = "caasl/SERGIOPerturbSeq-v0"
-    if env_id not in gym.registry:
+    d = _registered_d(env_id)
+    if d is None:
         return None
-    d = int(gym.spec(env_id).kwargs.get("d", 10))
     return Suite(
         name="sergio-perturbseq",
         version=1,

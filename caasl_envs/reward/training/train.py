@@ -33,6 +33,7 @@ import dataclasses
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -602,16 +603,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="caasl-train-reward", description=__doc__.split("\n\n")[0]
     )
-    parser.add_argument("--out", default="runs/avici", help="run folder (checkpoint.pt, tb/)")
-    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
-    parser.add_argument("--export", default=None, help="also write shippable weights to this .pt")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--steps",
-        type=int,
-        default=None,
-        help="total steps (default 20000; with --resume: extend the schedule)",
-    )
+    add_run_arguments(parser, out="runs/avici", steps=20_000, eval_every=500, eval_datasets=256)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--weight-decay", type=float, default=1e-2)
@@ -665,44 +657,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--snapshots", action="store_true", help="keep the weights of every evaluation"
     )
-    parser.add_argument(
-        "--init", default=None, help="start from these AVICIModel weights (.pt, same architecture)"
-    )
-    parser.add_argument("--eval-every", type=int, default=500)
-    parser.add_argument("--eval-datasets", type=int, default=256)
-    parser.add_argument("--checkpoint-every", type=float, default=300.0, help="seconds")
-    parser.add_argument(
-        "--time-limit",
-        type=float,
-        default=None,
-        help="stop (and checkpoint) after this many seconds",
-    )
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
 
     config = TrainConfig(
-        out_dir=args.out,
-        seed=args.seed,
-        steps=20_000 if args.steps is None else args.steps,
+        **run_options(args),
         batch_size=args.batch_size,
         lr=args.lr,
         weight_decay=args.weight_decay,
         warmup_steps=args.warmup,
         grad_clip=args.grad_clip,
         acyclicity_weight=args.acyclicity,
-        eval_every=args.eval_every,
-        eval_datasets=args.eval_datasets,
-        checkpoint_every_s=args.checkpoint_every,
-        time_limit_s=args.time_limit,
-        device=args.device,
-        threads=args.threads,
         targets=args.targets,
         teacher_weight=args.teacher_weight,
         teacher_max_d=args.teacher_max_d,
         snapshots=args.snapshots,
-        init=args.init,
         model=dict(
             dim=args.dim,
             layers=args.layers,
@@ -720,10 +688,69 @@ def main(argv: list[str] | None = None) -> None:
             design_mix=args.design_mix,
         ),
     )
+    run_and_export(start_trainer(config, args, Trainer), args)
+
+
+def add_run_arguments(
+    parser: argparse.ArgumentParser, out: str, steps: int, eval_every: int, eval_datasets: int
+) -> None:
+    """The options every reward-training CLI shares: run folder, resume, export, seed, steps
+    (default ``steps``), init, evaluation, checkpointing, time limit, device and threads."""
+    parser.add_argument("--out", default=out, help="run folder (checkpoint.pt, tb/)")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    parser.add_argument("--export", default=None, help="also write shippable weights to this .pt")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help=f"total steps (default {steps}; with --resume: extend the schedule)",
+    )
+    parser.set_defaults(default_steps=steps)
+    parser.add_argument(
+        "--init", default=None, help="start from these AVICIModel weights (.pt, same architecture)"
+    )
+    parser.add_argument("--eval-every", type=int, default=eval_every)
+    parser.add_argument("--eval-datasets", type=int, default=eval_datasets)
+    parser.add_argument("--checkpoint-every", type=float, default=300.0, help="seconds")
+    parser.add_argument(
+        "--time-limit",
+        type=float,
+        default=None,
+        help="stop (and checkpoint) after this many seconds",
+    )
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def run_options(args: argparse.Namespace) -> dict:
+    """The :class:`TrainConfig` fields :func:`add_run_arguments` sets."""
+    return dict(
+        out_dir=args.out,
+        seed=args.seed,
+        steps=args.default_steps if args.steps is None else args.steps,
+        init=args.init,
+        eval_every=args.eval_every,
+        eval_datasets=args.eval_datasets,
+        checkpoint_every_s=args.checkpoint_every,
+        time_limit_s=args.time_limit,
+        device=args.device,
+        threads=args.threads,
+    )
+
+
+def start_trainer(
+    config: TrainConfig, args: argparse.Namespace, make: Callable[[TrainConfig], Trainer]
+) -> Trainer:
+    """``make(config)``, or with ``--resume`` and an existing ``OUT/checkpoint.pt`` the saved
+    run, with this invocation's steps (when given), time limit, device and threads."""
     checkpoint = Path(args.out) / "checkpoint.pt"
-    if args.resume and checkpoint.is_file():
-        saved = torch.load(checkpoint, map_location="cpu", weights_only=True)["config"]
-        config = TrainConfig(
+    if not (args.resume and checkpoint.is_file()):
+        return make(config)
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=True)["config"]
+    trainer = make(
+        TrainConfig(
             **{
                 **saved,
                 "steps": saved["steps"] if args.steps is None else args.steps,
@@ -732,11 +759,9 @@ def main(argv: list[str] | None = None) -> None:
                 "threads": args.threads,
             }
         )
-        trainer = Trainer(config)
-        trainer.load(checkpoint)
-    else:
-        trainer = Trainer(config)
-    run_and_export(trainer, args)
+    )
+    trainer.load(checkpoint)
+    return trainer
 
 
 def run_and_export(trainer: Trainer, args: argparse.Namespace) -> None:

@@ -21,19 +21,21 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass, fields, replace
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from caasl_envs.checks import check_int
-from caasl_envs.reward.avici import AVICIModel
 from caasl_envs.reward.training.train import (
     CAASL_HELDOUT,
     DatasetSampler,
     TrainConfig,
     Trainer,
+    add_run_arguments,
+    parse_design_mix,
     run_and_export,
+    run_options,
+    start_trainer,
 )
 from caasl_envs.reward.training.train import _range as int_range
 from caasl_envs.rng import BatchedRNG
@@ -137,37 +139,13 @@ def probability_range(text: str) -> tuple[float, float]:
     return float(low), float(high or low)
 
 
-def resumed_config(checkpoint: Path, args: argparse.Namespace) -> TrainConfig:
-    """The checkpoint's configuration with this invocation's steps (when given), time limit,
-    device and threads."""
-    saved = torch.load(checkpoint, map_location="cpu", weights_only=True)["config"]
-    steps = saved["steps"] if args.steps is None else args.steps
-    return TrainConfig(
-        **{
-            **saved,
-            "steps": steps,
-            "time_limit_s": args.time_limit,
-            "device": args.device,
-            "threads": args.threads,
-        }
-    )
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default="runs/avici-sergio", help="run folder (checkpoint.pt)")
-    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
-    parser.add_argument("--export", default=None, help="also write shippable weights to this .pt")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--steps",
-        type=int,
-        default=None,
-        help="total steps (default 4000; with --resume: extend the schedule)",
+    add_run_arguments(
+        parser, out="runs/avici-sergio", steps=4000, eval_every=250, eval_datasets=128
     )
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--technical-noise", default="10x-chromium-mini")
-    parser.add_argument("--init", default=None, help="start from these weights (.pt)")
     parser.add_argument(
         "--n-obs", type=int_range, default=(50, 50), help="wild-type cells per dataset, LOW:HIGH"
     )
@@ -195,12 +173,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--p-obs-only", type=float, default=0.2, help="fraction of wild-type-only datasets"
     )
-    parser.add_argument("--eval-every", type=int, default=250)
-    parser.add_argument("--eval-datasets", type=int, default=128)
-    parser.add_argument("--time-limit", type=float, default=None, help="seconds")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument(
+        "--design-mix",
+        type=parse_design_mix,
+        default={"random": 1.0},
+        help='designs of the knockout experiments, e.g. "random:0.4,single:0.3,few:0.3"',
+    )
     args = parser.parse_args(argv)
     prior = {"technical_noise": args.technical_noise}
     k = args.cells_per_experiment
@@ -210,16 +188,9 @@ def main(argv: list[str] | None = None) -> None:
         if value is not None
     }
     config = TrainConfig(
-        out_dir=args.out,
-        seed=args.seed,
-        steps=4000 if args.steps is None else args.steps,
+        **run_options(args),
         batch_size=args.batch_size,
         warmup_steps=200,
-        eval_every=args.eval_every,
-        eval_datasets=args.eval_datasets,
-        time_limit_s=args.time_limit,
-        device=args.device,
-        threads=args.threads,
         model=dict(MODEL),
         data=dict(
             prior=prior,
@@ -228,20 +199,13 @@ def main(argv: list[str] | None = None) -> None:
             target_prob_range=args.target_prob,
             p_obs_only=args.p_obs_only,
             cells_per_experiment=k,
+            design_mix=args.design_mix,
             **graph_mix,
         ),
         # Held out: the environment's setting with a random agent (10 experiments of k cells).
         eval_data=dict(SERGIO_HELDOUT, prior=prior, cells_per_experiment=k, **graph_mix),
     )
-    checkpoint = Path(args.out) / "checkpoint.pt"
-    if args.resume and checkpoint.is_file():
-        trainer = make_trainer(resumed_config(checkpoint, args))
-        trainer.load(checkpoint)
-    else:
-        trainer = make_trainer(config)
-        if args.init:
-            trainer.model.load_state_dict(AVICIModel.load(args.init).state_dict())
-    run_and_export(trainer, args)
+    run_and_export(start_trainer(config, args, make_trainer), args)
 
 
 if __name__ == "__main__":
