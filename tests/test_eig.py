@@ -248,11 +248,11 @@ def test_shift_designer_acts_and_is_reproducible():
 
 
 def test_the_harness_tells_the_planners_the_environments_intervention_and_value_scale():
-    from caasl_agent.bench.runner import _prepare_agent, _setting_env
+    from caasl_agent.bench.runner import _prepare_agent, setting_env
     from caasl_agent.bench.suites import get_suite
 
     setting = get_suite("tiny").setting("d5-shift")
-    vec = _setting_env(setting, 2, None, "cpu")
+    vec = setting_env(setting, 2, None, "cpu")
     vec.core.value_scale = 2.5
     for name in ("eig", "eig-batch"):
         agent = _prepare_agent(name, vec, 0)

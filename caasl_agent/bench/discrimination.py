@@ -31,7 +31,7 @@ import torch
 
 from caasl_agent.bench.baselines import PosteriorUncertaintyAgent, make_baseline
 from caasl_agent.bench.reports import paired_interval
-from caasl_agent.bench.runner import _setting_env, resolve_model, run_setting
+from caasl_agent.bench.runner import resolve_model, run_setting, setting_env
 from caasl_agent.bench.suites import Setting, Suite
 from caasl_envs.core import design_score
 
@@ -96,7 +96,7 @@ def _designer(name: str, setting: Setting, agent_seed: int):
     """A designer for ``setting``: the uncertainty heuristic gets the exact posterior."""
     if name != "uncertainty":
         return name
-    core = _setting_env(setting, 1, UNCERTAINTY_POSTERIOR, "cpu").core
+    core = setting_env(setting, 1, UNCERTAINTY_POSTERIOR, "cpu").core
     return PosteriorUncertaintyAgent(core.reward_model, core.target_only, agent_seed)
 
 
@@ -121,7 +121,7 @@ def roll_out_designs(
         agent = _designer(name, setting, agent_seed)
         out = run_setting(agent, setting, seeds, True, "constant-prior", agent_seed)
         history[name], graphs = out["history"], out["graphs"]
-    core = _setting_env(setting, 1, "constant-prior", "cpu").core
+    core = setting_env(setting, 1, "constant-prior", "cpu").core
     return Designs(setting, tuple(seeds), history, graphs, core.n0, core.max_rows, core.reward_kind)
 
 

@@ -69,6 +69,7 @@ __all__ = [
     "load_agent",
     "load_sb3",
     "run_setting",
+    "setting_env",
 ]
 
 MODES = ("deterministic", "stochastic")
@@ -349,7 +350,7 @@ def scorer_for(scorer: Any, setting: Setting) -> Any:
 def resolve_model(setting: Setting, model: Any, device: str = "cpu") -> RewardModel:
     """``model`` (a name, ``.pt`` path or object) as the setting's environment resolves its reward
     model (a name gets the environment's prior, e.g. its graph degree)."""
-    return _setting_env(setting, 1, model, device).core.reward_model
+    return setting_env(setting, 1, model, device).core.reward_model
 
 
 def run_setting(
@@ -375,7 +376,7 @@ def run_setting(
         probabilities (the scorer's), ``graphs`` ``(E, d, d)`` true graphs, ``history`` ``(E, N, d, 2)`` and
         ``mask`` ``(E, N)`` the final observations (every experiment's rows, in order).
     """
-    vec = _setting_env(setting, len(seeds), reward_model, device)
+    vec = setting_env(setting, len(seeds), reward_model, device)
     score_model = None if scorer is None else resolve_model(setting, scorer, device)
     agent = _prepare_agent(agent, vec, agent_seed)
     _seed_global_generators(agent_seed)
@@ -389,7 +390,7 @@ def run_setting(
     }
 
 
-def _setting_env(
+def setting_env(
     setting: Setting, n_envs: int, reward_model: Any, device: str
 ) -> CausalDesignVectorEnv:
     """One batched env of ``n_envs`` episodes of ``setting`` with dense rewards."""
