@@ -19,6 +19,7 @@ from caasl_envs.reward.base import (
     check_history,
 )
 from caasl_envs.reward.exact import ExactLinearGaussianPosterior
+from caasl_envs.reward.knockout import KnockoutAVICIModel, load_avici
 from caasl_envs.reward.official import load_official_avici, load_official_checkpoint
 
 alias_modules(
@@ -51,7 +52,7 @@ def load_reward_model(name: str | Path, **kwargs) -> RewardModel:
     if key in _REGISTRY:
         return _REGISTRY[key](**kwargs)
     if key.endswith(".pt") and Path(key).is_file():
-        return AVICIModel.load(key, **kwargs)
+        return load_avici(key, **kwargs)
     if Path(key).is_dir():
         return load_official_checkpoint(key, **kwargs)
     raise ValueError(
@@ -70,7 +71,7 @@ def _shipped_avici(name: str) -> Callable[..., RewardModel]:
     """Loader of an :class:`AVICIModel` shipped as ``weights/<name>.pt`` (card: ``<name>.md``)."""
 
     def load(device: str = "cpu") -> RewardModel:
-        return AVICIModel.load(WEIGHTS_DIR / f"{name}.pt", device=device)
+        return load_avici(WEIGHTS_DIR / f"{name}.pt", device=device)
 
     return load
 
@@ -90,6 +91,7 @@ __all__ = [
     "AVICIModel",
     "ConstantRewardModel",
     "ExactLinearGaussianPosterior",
+    "KnockoutAVICIModel",
     "PartialCorrelationRewardModel",
     "RewardModel",
     "available_reward_models",

@@ -46,6 +46,7 @@ from tqdm.auto import tqdm
 from caasl_envs import metrics
 from caasl_envs.reward.avici import AVICIModel
 from caasl_envs.reward.exact import MAX_EXACT_D, ExactLinearGaussianPosterior
+from caasl_envs.reward.knockout import build_avici, load_avici, load_avici_part
 from caasl_envs.reward.training.distributed import Distributed
 from caasl_envs.rng import BatchedRNG
 from caasl_envs.scm import LinearSCMPrior
@@ -423,7 +424,7 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.sampler = sampler_class(**_tuplify(config.data))
         self.teacher = self._teacher(config, self.sampler)
-        self.model = AVICIModel(**config.model).to(self.device)
+        self.model = build_avici(config.model).to(self.device)
         if config.init is not None:
             self._init_from(config.init)
         self.ddp = self.dist.wrap(self.model)  # averages gradients over the ranks
@@ -459,13 +460,7 @@ class Trainer:
     def _init_from(self, path: str) -> None:
         if not Path(path).is_file():
             raise ValueError(f"init: no weights file {path!r}")
-        source = AVICIModel.load(path)
-        if dict(source.config) != dict(self.model.config):
-            raise ValueError(
-                f"init: {path} has architecture {dict(source.config)}, the run asks for "
-                f"{dict(self.model.config)}: pass the same --dim/--layers/--heads/--key-size"
-            )
-        self.model.load_state_dict(source.state_dict())
+        load_avici_part(self.model, load_avici(path), path)
 
     # checkpoints -------------------------------------------------------------------------
     def state(self) -> dict:

@@ -147,6 +147,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--technical-noise", default="10x-chromium-mini")
     parser.add_argument(
+        "--contrast-hidden",
+        type=int,
+        default=0,
+        help="width of the knockout-contrast head (KnockoutAVICIModel); 0: plain AVICI",
+    )
+    parser.add_argument(
         "--n-obs", type=int_range, default=(50, 50), help="wild-type cells per dataset, LOW:HIGH"
     )
     parser.add_argument(
@@ -191,7 +197,9 @@ def main(argv: list[str] | None = None) -> None:
         **run_options(args),
         batch_size=args.batch_size,
         warmup_steps=200,
-        model=dict(MODEL),
+        model=dict(
+            MODEL, **({"contrast_hidden": args.contrast_hidden} if args.contrast_hidden else {})
+        ),
         data=dict(
             prior=prior,
             n_obs_range=args.n_obs,
