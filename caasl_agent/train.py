@@ -71,7 +71,8 @@ def available_presets() -> list[str]:
 def load_config(name_or_path: str | Path) -> dict[str, Any]:
     """A preset by name (see :func:`available_presets`) or a YAML file by path.
 
-    A file is merged over a preset, ``base: NAME`` (default ``cpu-quick``): it needs to hold
+    A file is merged over a preset, ``base: NAME`` (default ``cpu-quick``; a preset of its own
+    is merged only when it names a ``base``): it needs to hold
     only what it changes (nested sections are merged key by key). A key the preset does not
     have (besides ``normalize_reward``) and an ``algorithm`` key :class:`CAASL` does not take
     are a ``ValueError`` naming them, as is a file that is not YAML.
@@ -84,7 +85,7 @@ def load_config(name_or_path: str | Path) -> dict[str, Any]:
             f"unknown config {str(name_or_path)!r}: not a file and not one of {available_presets()}"
         )
     config = _read_yaml(path)
-    if path.parent == CONFIG_DIR:
+    if path.parent == CONFIG_DIR and "base" not in config:
         return config
     base = config.pop("base", "cpu-quick")
     if base not in available_presets():
