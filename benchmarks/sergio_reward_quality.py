@@ -1,18 +1,22 @@
-"""Held-out quality of the SERGIO count-data reward model, side by side with baselines.
+"""Held-out quality of the SERGIO count-data reward models, side by side with baselines.
 
-Datasets: the ``caasl/SERGIO-v0`` setting at d=10 (ER degree 3, 10x-chromium-mini counts),
-50 wild-type cells and 10 knockout cells, each gene a target with probability 1/2 per cell (a
-random agent); seeds disjoint from training. Scorers:
+Datasets: d=10 networks of a SERGIO environment's prior (seeds disjoint from training), 50
+wild-type cells and ``--n-int`` knockout experiments of ``--cells-per-experiment`` cells each,
+each gene a target with probability ``--target-prob`` per experiment (a random agent). The
+defaults are ``caasl/SERGIO-v0`` (ER degree 3, one cell per experiment); ``--degree 1
+--cells-per-experiment 10`` is ``caasl/SERGIOPerturbSeq-v0``. Scorers:
 
-* the AVICI model on the 60 cells, on the 50 wild-type cells alone, and on 60 wild-type cells
-  (the same networks, the knockout cells replaced by wild-type ones);
-* the constant-density prior (density = the prior's expected edge density, 1/3);
+* the reward model on all cells, on the 50 wild-type cells alone, and on as many wild-type
+  cells (the same networks, the knockout cells replaced by wild-type ones);
+* the constant-density prior (the prior's expected edge density, ``degree / (d - 1)``);
 * |partial correlation| of the raw counts on rows where neither gene was knocked out;
 * |correlation| of AVICI's standardised counts (log2 CPM, zeros missing) on those rows: the
   gene-gene correlation score.
 
     python benchmarks/sergio_reward_quality.py [--datasets 256] [--model avici-sergio-v0]
         [--n-int 10] [--target-prob 0.5] [--technical-noise 10x-chromium-mini]
+    python benchmarks/sergio_reward_quality.py --degree 1 --cells-per-experiment 10 \
+        --model avici-sergio-perturbseq-v0
 """
 
 from __future__ import annotations
@@ -51,8 +55,10 @@ def main() -> None:
     parser.add_argument("--datasets", type=int, default=256)
     parser.add_argument("--model", default="avici-sergio-v0", help="registered name or .pt file")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--n-int", type=int, default=10, help="knockout cells per dataset")
-    parser.add_argument("--target-prob", type=float, default=0.5, help="per gene and cell")
+    parser.add_argument("--n-int", type=int, default=10, help="knockout experiments per dataset")
+    parser.add_argument("--cells-per-experiment", type=int, default=1)
+    parser.add_argument("--degree", type=float, default=3.0, help="Erdos-Renyi degree")
+    parser.add_argument("--target-prob", type=float, default=0.5, help="per gene and experiment")
     parser.add_argument("--technical-noise", default="10x-chromium-mini")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -63,23 +69,29 @@ def main() -> None:
         "prior": {"technical_noise": args.technical_noise},
         "n_int_range": (k, k),
         "target_prob_range": (args.target_prob, args.target_prob),
+        "cells_per_experiment": args.cells_per_experiment,
+        "graphs": ("erdos_renyi",),
+        "degrees": (args.degree,),
     }
+    cells = k * args.cells_per_experiment
     x, graph = SergioDatasetSampler(**setting).sample(seed, args.datasets)
     wild = {**setting, "p_obs_only": 1.0}
     x_wild, graph_wild = SergioDatasetSampler(**wild).sample(seed, args.datasets)
     assert torch.equal(graph, graph_wild) and torch.equal(x[:, :50], x_wild[:, :50])
     density = float(graph.sum() / (graph.shape[0] * 90))
+    prior = args.degree / 9
     print(
         f"# SERGIO held-out: d=10, {args.datasets} datasets, true edge density {density:.3f}, "
-        f"{k} knockout cells (targets w.p. {args.target_prob}), {args.technical_noise} noise"
+        f"ER degree {args.degree:g}, {k} knockout experiments of {args.cells_per_experiment} "
+        f"cells (targets w.p. {args.target_prob}), {args.technical_noise} noise"
     )
     print("| scorer | AUROC | AUPRC | E-SHD | E[correct entries] | F1 |")
     print("|---|---|---|---|---|---|")
     runs = [
-        (f"AVICI {args.model}, 50 wild-type + {k} knockout cells", model.edge_probs, x),
-        (f"AVICI {args.model}, 50 wild-type cells", model.edge_probs, x[:, :50]),
-        (f"AVICI {args.model}, {50 + k} wild-type cells", model.edge_probs, x_wild),
-        ("constant prior (1/3)", ConstantRewardModel(1 / 3).edge_probs, x),
+        (f"{args.model}, 50 wild-type + {cells} knockout cells", model.edge_probs, x),
+        (f"{args.model}, 50 wild-type cells", model.edge_probs, x[:, :50]),
+        (f"{args.model}, {50 + cells} wild-type cells", model.edge_probs, x_wild),
+        (f"constant prior ({prior:.3f})", ConstantRewardModel(prior).edge_probs, x),
         ("partial correlation of counts", PartialCorrelationRewardModel().edge_probs, x),
         ("correlation of log2-CPM counts", correlation_scores, x),
     ]
