@@ -99,6 +99,64 @@ class PreNormAttentionBlock(nn.Module):
         )
         return x + self.residual_dropout(self.feedforward(self.feedforward_norm(x)))
 
+    def forward_(
+        self,
+        z: torch.Tensor,
+        over_samples: bool,
+        key_valid: torch.Tensor | None,
+        workspace: avici.InferenceWorkspace,
+    ) -> None:
+        """The same layer without autograd or dropout, in place on the contiguous
+        ``z (B, N, d, dim)``, attending over the samples (``key_valid (B, N)`` bool or None)
+        or over the variables; intermediates live in ``workspace`` (the reward model's
+        inference path, :meth:`caasl_envs.reward.avici._Block.forward_`)."""
+        b, n, d, dim = z.shape
+        flat = z.view(-1, dim)
+        qkv = workspace.get("A", (flat.shape[0], 3 * dim))
+        torch.addmm(
+            self.qkv.bias,
+            self._normalised(self.attention_norm, flat, workspace),
+            self.qkv.weight.t(),
+            out=qkv,
+        )
+        attended = avici.inference_attention(
+            qkv.view(b, n, d, -1),
+            self.n_heads,
+            over_samples,
+            key_valid,
+            workspace,
+            scale=(dim // self.n_heads) ** -0.5,
+        )
+        flat.addmm_(attended, self.attention_out.weight.t()).add_(self.attention_out.bias)
+        ff_in, ff_out = self.feedforward[0], self.feedforward[3]
+        hidden = workspace.get("B", (flat.shape[0], ff_in.out_features))
+        torch.addmm(
+            ff_in.bias,
+            self._normalised(self.feedforward_norm, flat, workspace),
+            ff_in.weight.t(),
+            out=hidden,
+        ).relu_()
+        flat.addmm_(hidden, ff_out.weight.t()).add_(ff_out.bias)
+
+    @staticmethod
+    def _normalised(
+        norm: nn.LayerNorm, flat: torch.Tensor, workspace: avici.InferenceWorkspace
+    ) -> torch.Tensor:
+        """``norm(flat)`` for ``flat (T, dim)``, into ``workspace``."""
+        tokens = flat.shape[0]
+        out = workspace.get("normalised", flat.shape)
+        torch.ops.aten.native_layer_norm.out(
+            flat,
+            list(flat.shape[1:]),
+            norm.weight,
+            norm.bias,
+            norm.eps,
+            out0=out,
+            out1=workspace.get("mean", (tokens, 1)),
+            out2=workspace.get("rstd", (tokens, 1)),
+        )
+        return out
+
 
 class CAASLEncoder(nn.Module):
     """Alternating self-attention over variables and samples, max-pooled over valid samples.
@@ -145,13 +203,19 @@ class CAASLEncoder(nn.Module):
         self.final_norm = nn.LayerNorm(embed_dim)
 
     def forward(self, history: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """``history (B, N, d, 2)``, ``mask (B, N)`` -> per-variable embeddings ``(B, d, D)``."""
+        """``history (B, N, d, 2)``, ``mask (B, N)`` -> per-variable embeddings ``(B, d, D)``.
+
+        In eval mode without autograd (SB3's rollouts) the inference path runs
+        (:meth:`_forward_inference`), equal to float rounding."""
         check_history(history, mask, min_d=1)
         b, n, d, _ = history.shape
         valid = valid_rows(mask)
         x = self.embedding(standardize_history(history, valid, self.standardization))
+        all_valid = bool(valid.all())
+        if not (self.training or torch.is_grad_enabled()):
+            return self._forward_inference(x, None if all_valid else valid)
         # keys each variable's sequence of samples may attend to: (B * d, N); None if all valid
-        sample_keys = None if bool(valid.all()) else valid.repeat_interleave(d, dim=0)
+        sample_keys = None if all_valid else valid.repeat_interleave(d, dim=0)
         for over_variables, over_samples in zip(self.variable_layers, self.sample_layers):
             x = over_variables(x.reshape(b * n, d, -1)).reshape(b, n, d, -1)
             x = x.transpose(1, 2).reshape(b * d, n, -1)
@@ -160,6 +224,32 @@ class CAASLEncoder(nn.Module):
         x = self.final_norm(x)
         x = x.masked_fill(~valid[:, :, None, None], -math.inf)
         return x.amax(dim=1)
+
+    def _forward_inference(self, x: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+        """:meth:`forward` in eval mode without autograd, from the embedded history
+        ``x (B, N, d, D)`` and ``valid (B, N)`` bool or None (all rows valid), as the reward
+        model's inference path (:meth:`caasl_envs.reward.avici.AVICIModel._forward_inference`):
+        the layers run in place without moving the variable and sample axes (only q/k/v and
+        the attention output are permuted), attention as batched matmuls, intermediates in
+        buffers reused from call to call, the batch in chunks of about
+        :data:`~caasl_envs.reward.avici.INFERENCE_CHUNK_TOKENS` tokens."""
+        workspace = avici.inference_workspace(self, x)
+        b, n, d, dim = x.shape
+        step = max(1, avici.INFERENCE_CHUNK_TOKENS // (n * d))
+        pooled = []
+        for start in range(0, b, step):
+            z = workspace.get("z", (min(step, b - start), n, d, dim))
+            z.copy_(x[start : start + step])
+            keys = None if valid is None else valid[start : start + step]
+            for over_variables, over_samples in zip(self.variable_layers, self.sample_layers):
+                over_variables.forward_(z, False, None, workspace)
+                over_samples.forward_(z, True, keys, workspace)
+            z = PreNormAttentionBlock._normalised(self.final_norm, z.view(-1, dim), workspace)
+            z = z.view(-1, n, d, dim)
+            if keys is not None:
+                z.masked_fill_(~keys[:, :, None, None], -math.inf)
+            pooled.append(z.amax(dim=1))
+        return pooled[0] if len(pooled) == 1 else torch.cat(pooled)
 
 
 class CAASLFeaturesExtractor(BaseFeaturesExtractor):

@@ -238,3 +238,146 @@ def test_saved_model_file_is_a_reward_model_spec_for_envs_and_benchmarks(tmp_pat
         progress=False,
     )
     assert results.meta["settings"][0]["reward_model"] == str(path)
+
+
+def _random_history(b: int, n: int, d: int, seed: int, dtype=torch.float64):
+    gen = torch.Generator().manual_seed(seed)
+    values = torch.randn(b, n, d, generator=gen, dtype=dtype)
+    flags = (torch.rand(b, n, d, generator=gen) < 0.2).to(dtype)
+    return torch.stack([values, flags], -1)
+
+
+def _check_inference_path(module: torch.nn.Module, x: torch.Tensor, mask) -> torch.Tensor:
+    """Assert that ``module(x, mask)`` in eval mode gives the same under ``no_grad`` and
+    ``inference_mode`` (the inference path) as with autograd, and leaves ``x`` as it was;
+    return the differentiable path's output."""
+    x_before = x.clone()
+    reference = module(x, mask)  # grad enabled: the differentiable path
+    assert reference.requires_grad
+    for context in (torch.no_grad, torch.inference_mode):
+        with context():
+            fast = module(x, mask)
+        assert not fast.requires_grad
+        torch.testing.assert_close(fast, reference.detach(), atol=1e-10, rtol=0)
+    torch.testing.assert_close(x, x_before, atol=0, rtol=0)  # the input is not written to
+    return reference
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_inference_path_matches_differentiable_path(masked, monkeypatch):
+    """The in-place inference path (centred stream, RMS norms, folded weights, workspace,
+    batch chunks, softmax without the maximum) against the autograd path, in float64."""
+    from caasl_envs.reward import avici
+
+    monkeypatch.setattr(avici, "INFERENCE_CHUNK_TOKENS", 2 * 9 * 5)  # chunks of 2 datasets
+    torch.manual_seed(1)
+    model = AVICIModel(dim=16, layers=2, num_heads=4, key_size=4).double().eval()
+    with torch.no_grad():  # non-trivial LayerNorm affines, so the folding is exercised
+        for name, p in model.named_parameters():
+            if "ln_" in name or "norm" in name:
+                p.add_(0.3 * torch.randn_like(p))
+    x = _random_history(5, 9, 5, seed=2)
+    mask = None
+    if masked:
+        mask = torch.ones(5, 9, dtype=torch.bool)
+        mask[1, 6:], mask[4, 2:] = False, False
+    reference = _check_inference_path(model, x, mask)
+    # other shapes through the same workspace, then the first again
+    with torch.no_grad():
+        for b, n, d in ((1, 30, 3), (7, 4, 6)):
+            other = _random_history(b, n, d, seed=b)
+            torch.testing.assert_close(
+                model(other), model(other.requires_grad_()).detach(), atol=1e-10, rtol=0
+            )
+        torch.testing.assert_close(model(x, mask), reference.detach(), atol=1e-10, rtol=0)
+
+
+def test_inference_cache_follows_parameter_updates():
+    """The folded inference weights are rebuilt after an optimiser step, ``load_state_dict``
+    and a dtype change."""
+    torch.manual_seed(0)
+    model = AVICIModel(dim=8, layers=1, num_heads=2, key_size=4).eval()
+    x = _random_history(2, 6, 3, seed=0, dtype=torch.float32)
+
+    def both() -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.no_grad():
+            fast = model(x)
+        return fast, model(x).detach()
+
+    fast, slow = both()
+    torch.testing.assert_close(fast, slow, atol=2e-6, rtol=0)
+    optimiser = torch.optim.Adam(model.parameters(), lr=0.1)
+    model(x).sum().backward()
+    optimiser.step()
+    new_fast, new_slow = both()
+    assert (new_slow - slow).abs().max() > 1e-3  # the step changed the model ...
+    torch.testing.assert_close(new_fast, new_slow, atol=2e-6, rtol=0)  # ... and the cache
+    other = AVICIModel(dim=8, layers=1, num_heads=2, key_size=4).eval()
+    model.load_state_dict(other.state_dict())
+    fast, slow = both()
+    torch.testing.assert_close(fast, slow, atol=2e-6, rtol=0)
+    torch.testing.assert_close(fast, other(x).detach(), atol=2e-6, rtol=0)
+    model.double()
+    x = x.double()
+    fast, slow = both()
+    assert fast.dtype == torch.float64
+    torch.testing.assert_close(fast, slow, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("case", ["plain", "large", "tiny-rows", "masked"])
+def test_softmax_in_place(case):
+    """The inference softmax against ``torch.softmax``: its fast path (no maximum) and both
+    fallbacks (a score above the exp limit; rows whose exponentials underflow)."""
+    from caasl_envs.reward.avici import _softmax_
+
+    gen = torch.Generator().manual_seed(0)
+    for t in (10, 60):
+        raw = 4 * torch.randn(6, t, t, generator=gen)
+        keep = None
+        if case == "large":
+            raw[2, 3, 1] = 100.0
+        elif case == "tiny-rows":
+            raw[1, 2] -= 120.0  # exp underflows on the whole row
+        elif case == "masked":
+            keep = (torch.rand(2, 1, 1, t, generator=gen) < 0.5).float()
+            keep[..., 0] = 1.0
+        expected = (
+            raw
+            if keep is None
+            else raw.masked_fill(keep.repeat_interleave(3, 0).view(6, 1, t) == 0, float("-inf"))
+        )
+        expected = expected.softmax(-1)
+        scores = raw.clone()
+        calls = []
+
+        def recompute(scores=scores, raw=raw, calls=calls):
+            calls.append(1)
+            return scores.copy_(raw)
+
+        _softmax_(scores, torch.empty(6, t, 1), recompute, keep)
+        torch.testing.assert_close(scores, expected, atol=1e-6, rtol=1e-5)
+        assert len(calls) == (case == "tiny-rows")  # "large" skips the fast path at once
+
+
+@pytest.mark.parametrize("standardization", ["none", "zscore"])
+@pytest.mark.parametrize("padded", [False, True])
+def test_policy_encoder_inference_path(standardization, padded, monkeypatch):
+    """The policy encoder shares the reward model's inference path (eval mode, no autograd)."""
+    from caasl_agent.torch_layers import CAASLEncoder
+    from caasl_envs.reward import avici
+
+    monkeypatch.setattr(avici, "INFERENCE_CHUNK_TOKENS", 2 * 8 * 5)  # chunks of 2 histories
+    torch.manual_seed(0)
+    encoder = CAASLEncoder(
+        embed_dim=16, n_layers=2, n_heads=4, ff_dim=32, dropout=0.1, standardization=standardization
+    )
+    encoder.double().eval()
+    history = _random_history(5, 8, 5, seed=1)
+    mask = torch.ones(5, 8, dtype=torch.float64)
+    if padded:
+        mask[0, 5:], mask[3, 1:] = 0.0, 0.0
+        history = history * mask[:, :, None, None]
+    reference = _check_inference_path(encoder, history, mask)
+    encoder.train()  # dropout on: the inference path is not taken, even without autograd
+    with torch.no_grad():
+        assert (encoder(history, mask) - reference.detach()).abs().max() > 1e-3

@@ -11,15 +11,31 @@ checkpoints load into it (see :mod:`caasl_envs.reward.official`):
 * final LayerNorm, max over samples, two heads ``LayerNorm -> Linear`` giving ``u`` and ``v``,
   L2-normalised; ``logits[i, j] = exp(learned_temp) * <u_i, v_j> + final_matrix_bias``.
 
-Two differences that change no output: the three q/k/v LayerNorms are folded into one fused
-projection (their affine parameters are linear in the normalised input), and a row-validity
-mask keeps zero-padded rows out of the standardisation, the attention over samples and the max
-pooling, so a padded dataset gives the same probabilities as the unpadded one.
+Differences that change no output: the three q/k/v LayerNorms are folded into one fused
+projection (their affine parameters are linear in the normalised input); the residual stream
+keeps the layout ``(B, n, d, dim)`` instead of swapping the axes after every block (only q/k/v
+and the attention output are permuted); and a row-validity mask keeps zero-padded rows out of
+the standardisation, the attention over samples and the max pooling, so a padded dataset gives
+the same probabilities as the unpadded one.
+
+Without autograd (eval mode under ``torch.no_grad`` / ``torch.inference_mode``) a separate
+inference path runs, equal to float rounding (``AVICIModel._forward_inference``): the
+residual stream is kept centred so that every LayerNorm is an RMS norm, the LayerNorm affines
+and the attention scale are folded into the weights once (cached), the blocks update the stream
+in place with every intermediate in buffers reused from call to call (no page faults), the
+batch runs in cache-sized chunks, and the softmax skips the row maximum when no score can
+overflow. The policy encoder (:class:`caasl_agent.CAASLEncoder`) uses the same attention and
+buffers.
 """
 
 from __future__ import annotations
 
+import math
+import operator
 import pickle
+import threading
+import weakref
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -121,7 +137,14 @@ class _MultiHeadAttention(nn.Module):
 
 
 class _Block(nn.Module):
-    """One AVICI block: attention over the token axis (-2), feed-forward, then swap axes 1 and 2."""
+    """One AVICI block: pre-norm attention over one axis of ``z (B, n, d, dim)``, then a pre-norm
+    ReLU feed-forward, both residual.
+
+    The official block swaps the sample and variable axes after each block; here the residual
+    stream keeps the layout ``(B, n, d, dim)`` throughout (every layer except the attention acts
+    on each token alone, so the order of the tokens is free) and only q/k/v and the attention
+    output are permuted to and from the attended axis.
+    """
 
     def __init__(
         self, dim: int, num_heads: int, key_size: int, widening_factor: int, dropout: float
@@ -136,54 +159,280 @@ class _Block(nn.Module):
         self.ff_out = nn.Linear(widening_factor * dim, dim)
         self.dropout = nn.Dropout(dropout)
 
-    def _fused_qkv(self) -> tuple[torch.Tensor, torch.Tensor]:
-        # Linear(LN_affine(z_hat)) = (W * gamma) z_hat + (W beta + b): one matmul instead of three.
+    def folded_qkv(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The q/k/v LayerNorm affines folded into one ``(3 H K, dim)`` projection of the plain
+        normalised input, ``Linear(LN_affine(z_hat)) = (W * gamma) z_hat + (W beta + b)``,
+        queries also scaled by ``1 / sqrt(K)``: ``w_qkv (3 H K, dim)``, ``b_qkv (3 H K,)``."""
+        scale = self.attention.key_size**-0.5
         weights, biases = [], []
-        for ln, lin in (
-            (self.ln_q, self.attention.query),
-            (self.ln_k, self.attention.key),
-            (self.ln_v, self.attention.value),
+        for ln, lin, factor in (
+            (self.ln_q, self.attention.query, scale),
+            (self.ln_k, self.attention.key, 1.0),
+            (self.ln_v, self.attention.value, 1.0),
         ):
-            weights.append(lin.weight * ln.weight)
-            biases.append(lin.weight @ ln.bias + lin.bias)
+            weights.append(lin.weight * (ln.weight * factor))
+            biases.append((lin.weight @ ln.bias + lin.bias) * factor)
         return torch.cat(weights), torch.cat(biases)
 
-    def forward(self, z: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
-        """``z (B, A, T, dim)`` attending over ``T``; ``key_mask (B, T)`` bool or None -> ``(B, T, A, dim)``."""
-        b, a, t, dim = z.shape
-        h, k = self.attention.num_heads, self.attention.key_size
-        z_hat = F.layer_norm(z, (dim,), eps=_LN_EPS)
-        w, bias = self._fused_qkv()
-        qkv = F.linear(z_hat, w, bias).view(b * a, t, 3, h, k)
-        mask = None if key_mask is None else key_mask[:, None, :].expand(b, a, t).reshape(b * a, t)
-        out = _attention(qkv, mask).view(b, a, t, h * k)
+    def forward(
+        self, z: torch.Tensor, over_samples: bool, key_mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Differentiable block: ``z (B, n, d, dim)`` -> ``(B, n, d, dim)``, attending over the
+        samples (``key_mask (B, n)`` bool or None) or over the variables."""
+        w_qkv, b_qkv = self.folded_qkv()
+        qkv = F.linear(F.layer_norm(z, z.shape[-1:], eps=_LN_EPS), w_qkv, b_qkv)
+        out = _attention(qkv, self.attention.num_heads, over_samples, key_mask)
         z = z + self.dropout(self.attention.linear(out))
-        z = z + self.dropout(self.ff_out(F.relu(self.ff_in(self.ln_ff(z)))))
-        return z.transpose(1, 2)
+        return z + self.dropout(self.ff_out(F.relu(self.ff_in(self.ln_ff(z)))))
 
+    def inference_weights(self) -> tuple[torch.Tensor, ...]:
+        """:meth:`folded_qkv`, the feed-forward LayerNorm affine folded likewise into ``ff_in``,
+        and the two residual outputs centred (:func:`_centred`), as ``(w_qkv^T, b_qkv,
+        w_attention_out^T, b_attention_out, w_ff^T, b_ff, w_ff_out^T, b_ff_out)``, the weights
+        transposed to ``(in, out)`` views."""
+        w_qkv, b_qkv = self.folded_qkv()
+        w_ff = self.ff_in.weight * self.ln_ff.weight
+        b_ff = self.ff_in.weight @ self.ln_ff.bias + self.ff_in.bias
+        w_att, b_att = _centred(self.attention.linear)
+        w_out, b_out = _centred(self.ff_out)
+        return w_qkv.t(), b_qkv, w_att.t(), b_att, w_ff.t(), b_ff, w_out.t(), b_out
+
+    def forward_(
+        self,
+        z: torch.Tensor,
+        over_samples: bool,
+        key_mask: torch.Tensor | None,
+        weights: tuple[torch.Tensor, ...],
+        workspace: InferenceWorkspace,
+    ) -> None:
+        """Inference block, in place on the contiguous, centred ``z (B, n, d, dim)``.
+
+        ``z`` has mean zero over ``dim`` for every token (see :func:`_centred`), so each
+        LayerNorm is an RMS norm, and stays so since ``weights`` (:meth:`inference_weights`)
+        centre what is added to it. The residual sums accumulate into ``z`` inside the matmuls
+        (``addmm_``), the ReLU and softmax run in place and every intermediate lives in
+        ``workspace``: no allocation of the size of the activations.
+        """
+        b, n, d, dim = z.shape
+        w_qkv, b_qkv, w_att, b_att, w_ff, b_ff, w_out, b_out = weights
+        # workspace buffer "A" holds q/k/v, then (in the attention) the scores and the attention
+        # output; "B" the heads, then the feed-forward hidden layer: one dead before the next
+        # use, which keeps the footprint in cache
+        flat = z.view(-1, dim)
+        tokens = flat.shape[0]
+        qkv = workspace.get("A", (tokens, w_qkv.shape[1]))
+        torch.addmm(b_qkv, _rms_normalised(flat, workspace), w_qkv, out=qkv)
+        out = inference_attention(
+            qkv.view(b, n, d, -1), self.attention.num_heads, over_samples, key_mask, workspace
+        )
+        flat.addmm_(out, w_att).add_(b_att)
+        hidden = workspace.get("B", (tokens, w_ff.shape[1]))
+        torch.addmm(b_ff, _rms_normalised(flat, workspace), w_ff, out=hidden).relu_()
+        flat.addmm_(hidden, w_out).add_(b_out)
+
+
+class InferenceWorkspace:
+    """Buffers reused by every inference forward of one model in one thread, for one dtype and
+    device (see :func:`inference_workspace`): steady-state inference allocates nothing of the
+    activations' size, which on CPU otherwise costs page faults on every call (glibc returns
+    large freed blocks to the system)."""
+
+    def __init__(self, dtype: torch.dtype, device: torch.device) -> None:
+        self.dtype, self.device = dtype, device
+        self.buffers: dict[str, torch.Tensor] = {}
+        self.views: dict[tuple[str, tuple[int, ...]], torch.Tensor] = {}
+
+    def get(self, name: str, shape: tuple[int, ...]) -> torch.Tensor:
+        """An uninitialised contiguous tensor of ``shape``: the memory of every ``get`` of
+        ``name`` (grown when needed; views made once per shape)."""
+        view = self.views.get((name, shape))
+        if view is None:
+            numel = math.prod(shape)
+            buffer = self.buffers.get(name)
+            if buffer is None or buffer.numel() < numel:
+                with torch.inference_mode(False):  # a normal tensor: usable under no_grad too
+                    buffer = torch.empty(numel, dtype=self.dtype, device=self.device)
+                self.buffers[name] = buffer
+                self.views = {key: v for key, v in self.views.items() if key[0] != name}
+            view = self.views[name, shape] = buffer[:numel].view(shape)
+        return view
+
+
+_WORKSPACES = threading.local()
+
+
+def inference_workspace(model: nn.Module, like: torch.Tensor) -> InferenceWorkspace:
+    """``model``'s inference workspace for ``like``'s dtype and device in the calling thread
+    (dropped with the model)."""
+    by_model = getattr(_WORKSPACES, "by_model", None)
+    if by_model is None:
+        by_model = _WORKSPACES.by_model = weakref.WeakKeyDictionary()
+    workspaces = by_model.setdefault(model, {})
+    key = (like.dtype, like.device)
+    if key not in workspaces:
+        workspaces[key] = InferenceWorkspace(*key)
+    return workspaces[key]
+
+
+def _rms_normalised(flat: torch.Tensor, workspace: InferenceWorkspace) -> torch.Tensor:
+    """``flat (N, dim)`` divided by its root mean square over ``dim`` (``eps`` added to the
+    mean square), into ``workspace``: the LayerNorm of a centred input."""
+    tokens, dim = flat.shape
+    norm = torch.linalg.vector_norm(
+        flat, dim=-1, keepdim=True, out=workspace.get("norm", (tokens, 1))
+    )
+    rstd = workspace.get("rstd", (tokens, 1))
+    torch.addcmul(_eps(workspace), norm, norm, value=1.0 / dim, out=rstd).rsqrt_()
+    return torch.mul(flat, rstd, out=workspace.get("normalised", (tokens, dim)))
+
+
+def _eps(workspace: InferenceWorkspace) -> torch.Tensor:
+    """The LayerNorm ``eps`` as a scalar tensor of the workspace's dtype (made once)."""
+    eps = workspace.buffers.get("eps")
+    if eps is None:
+        with torch.inference_mode(False):
+            eps = workspace.buffers["eps"] = torch.tensor(
+                _LN_EPS, dtype=workspace.dtype, device=workspace.device
+            )
+    return eps
+
+
+def _centred(linear: nn.Linear) -> tuple[torch.Tensor, torch.Tensor]:
+    """``linear``'s weight ``(out, in)`` and bias ``(out,)`` minus their means over ``out``: its
+    output minus the output's mean over the features. A residual stream built only from such
+    outputs has mean zero over the features, where ``LayerNorm`` (without affine, which is folded
+    into the next linear) equals the cheaper RMS norm; every read of the stream is normalised,
+    so dropping the mean changes no output."""
+    return linear.weight - linear.weight.mean(0), linear.bias - linear.bias.mean()
+
+
+INFERENCE_CHUNK_TOKENS = 2048
+"""Without autograd the batch runs in chunks of about this many ``(sample, variable)`` tokens
+(at least one dataset): the activations of a chunk stay in the CPU caches."""
 
 _SHORT_SEQUENCE = 16
-"""Up to this many tokens and without autograd, attention is two batched matmuls: faster on CPU
-than the flash kernel for the forward alone (with the backward the flash kernel is faster)."""
+"""Up to this many tokens, inference computes the softmax written out (max, subtract, exp, sum,
+divide, all in place): ``Tensor.softmax`` is slow on CPU on rows this short."""
 
 
-def _attention(qkv: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """Softmax attention of every head: ``qkv (N, T, 3, H, K)``, ``mask (N, T)`` bool keys or None
-    -> ``(N, T, H, K)`` (contiguous)."""
-    n, t, _, h, k = qkv.shape
-    if t > _SHORT_SEQUENCE or (torch.is_grad_enabled() and qkv.requires_grad):
-        q, key, v = qkv.permute(2, 0, 3, 1, 4)  # (N, H, T, K) strided views
-        attn_mask = None if mask is None else mask[:, None, None, :]
-        out = F.scaled_dot_product_attention(q, key, v, attn_mask=attn_mask)
-        return out.transpose(1, 2).contiguous()
-    q, key, v = qkv.permute(2, 0, 3, 1, 4).reshape(3, n * h, t, k)  # one copy into (3, N*H, T, K)
-    scores = torch.baddbmm(
-        q.new_zeros(()), q, key.transpose(1, 2), beta=0.0, alpha=k**-0.5
-    )  # (N*H, T, T)
-    if mask is not None:
-        scores = scores.view(n, h, t, t).masked_fill(~mask[:, None, None, :], float("-inf"))
-    weights = scores.view(n * h, t, t).softmax(-1)
-    return torch.bmm(weights, v).view(n, h, t, k).transpose(1, 2).contiguous()
+def _split_heads(
+    qkv: torch.Tensor, num_heads: int, over_samples: bool
+) -> tuple[torch.Tensor, int, int]:
+    """``qkv (B, n, d, 3 H K)`` as a ``(3, B, A, H, T, K)`` view (T the attended axis, A the
+    other) and ``A``, ``T``."""
+    b, n, d, width = qkv.shape
+    parts = qkv.view(b, n, d, 3, num_heads, width // (3 * num_heads))
+    if over_samples:
+        return parts.permute(3, 0, 2, 4, 1, 5), d, n
+    return parts.permute(3, 0, 1, 4, 2, 5), n, d
+
+
+def _merge_heads(out: torch.Tensor, over_samples: bool) -> torch.Tensor:
+    """``out (B, A, H, T, K)`` as a ``(B, n, d, H, K)`` view."""
+    return out.permute(0, 3, 1, 2, 4) if over_samples else out.permute(0, 1, 3, 2, 4)
+
+
+def _attention(
+    qkv: torch.Tensor, num_heads: int, over_samples: bool, key_mask: torch.Tensor | None
+) -> torch.Tensor:
+    """Differentiable softmax attention of every head over the samples or the variables.
+
+    :param qkv: ``(B, n, d, 3 H K)`` queries (already scaled by ``1 / sqrt(K)``), keys, values.
+    :param num_heads: ``H``.
+    :param over_samples: attend over ``n`` (each variable's samples) or over ``d``.
+    :param key_mask: ``(B, n)`` bool, samples that may be attended to (None: all); only used
+        over samples.
+    :return: ``(B, n, d, H K)`` contiguous.
+    """
+    b, n, d, _ = qkv.shape
+    parts, a, t = _split_heads(qkv, num_heads, over_samples)
+    q, key, v = parts.reshape(3, b * a, num_heads, t, -1)
+    mask = key_mask if over_samples else None
+    attn_mask = None if mask is None else mask.repeat_interleave(a, 0)[:, None, None, :]
+    out = F.scaled_dot_product_attention(q, key, v, attn_mask=attn_mask, scale=1.0)
+    return _merge_heads(out.view(b, a, num_heads, t, -1), over_samples).reshape(b, n, d, -1)
+
+
+def inference_attention(
+    qkv: torch.Tensor,
+    num_heads: int,
+    over_samples: bool,
+    key_mask: torch.Tensor | None,
+    workspace: InferenceWorkspace,
+    scale: float = 1.0,
+) -> torch.Tensor:
+    """:func:`_attention` without autograd, as two batched matmuls and a softmax in place, all
+    in ``workspace`` (buffers ``"A"``, ``"B"``, ``"C"``, ``"row"``); the scores are multiplied
+    by ``scale`` (1: the queries are already scaled). Returns ``(B n d, H K)``, in ``"A"``."""
+    b, n, d, width = qkv.shape
+    h, k = num_heads, width // (3 * num_heads)
+    parts, a, t = _split_heads(qkv, num_heads, over_samples)
+    heads = workspace.get("B", (3, b * a * h, t, k))
+    heads.view(parts.shape).copy_(parts)
+    q, key, v = heads
+    scores = workspace.get("A", (b * a * h, t, t))
+    row = workspace.get("row", (b * a * h, t, 1))
+
+    keep = None
+    if over_samples and key_mask is not None:
+        keep = workspace.get("keep", (b, 1, 1, t))
+        keep.copy_(key_mask[:, None, None, :])
+
+    def fill_scores() -> torch.Tensor:
+        if scale == 1.0:
+            return torch.bmm(q, key.transpose(1, 2), out=scores)
+        return torch.baddbmm(scores, q, key.transpose(1, 2), beta=0.0, alpha=scale, out=scores)
+
+    _softmax_(fill_scores(), row, fill_scores, keep)
+    attended = workspace.get("C", (b * a * h, t, k))
+    torch.bmm(scores, v, out=attended)
+    out = workspace.get("A", (b, n, d, h, k))
+    out.copy_(_merge_heads(attended.view(b, a, h, t, k), over_samples))
+    return out.view(b * n * d, h * k)
+
+
+_EXP_LIMIT = 64.0
+"""Scores below this (``exp(64) = 6e27``) can be exponentiated as they are in float32."""
+
+_TINY_SUM = 1e-25
+"""A row whose ``sum(exp(score))`` exceeds this has a term above ``1e-25 / T``: the terms that
+underflow (below ``1.2e-38``) weigh less than ``T * 1e-13`` of the sum."""
+
+
+def _softmax_(
+    scores: torch.Tensor,
+    row: torch.Tensor,
+    recompute: Callable[[], torch.Tensor],
+    keep: torch.Tensor | None,
+) -> None:
+    """Softmax over the last axis of ``scores (N, T, T)``, in place, over the keys where
+    ``keep (B, 1, 1, T)`` is 1 (0: masked; ``N`` a multiple of ``B``; None: all keys);
+    ``row (N, T, 1)`` is scratch, ``recompute()`` fills ``scores`` again.
+
+    On CPU, when every score is below :data:`_EXP_LIMIT` (one reduction over the whole tensor)
+    the maximum is not subtracted: ``exp``, times ``keep``, row sums, multiply, each one fast
+    pass, where the row-wise maximum and ``Tensor.softmax`` are slow on short rows (and ``exp``
+    is slow on the ``-inf`` of masked keys). When a score is larger or a row sum nearly
+    underflows (:data:`_TINY_SUM`) the scores are recomputed and the softmax subtracts the row
+    maximum.
+    """
+    n, t, _ = scores.shape
+    if scores.device.type == "cpu" and float(scores.amax()) < _EXP_LIMIT:
+        scores.exp_()
+        if keep is not None:
+            scores.view(keep.shape[0], -1, t, t).mul_(keep)
+        torch.sum(scores, -1, keepdim=True, out=row)
+        if float(row.amin()) > _TINY_SUM:
+            scores.mul_(row.reciprocal_())
+            return
+        recompute()
+    if keep is not None:
+        scores.view(keep.shape[0], -1, t, t).masked_fill_(keep == 0, float("-inf"))
+    if t > _SHORT_SEQUENCE:
+        torch.ops.aten._softmax.out(scores, -1, False, out=scores)
+    else:
+        scores.sub_(torch.amax(scores, -1, keepdim=True, out=row)).exp_()
+        scores.div_(torch.sum(scores, -1, keepdim=True, out=row))
 
 
 class AVICIModel(nn.Module):
@@ -255,6 +504,7 @@ class AVICIModel(nn.Module):
         self.v_head = nn.Linear(dim, out_dim)
         self.learned_temp = nn.Parameter(torch.tensor(float(cosine_temp_init)))
         self.final_matrix_bias = nn.Parameter(torch.tensor(float(logit_bias_init)))
+        self._inference_cache: tuple | None = None
 
     def standardize(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """``(B, n, d, 2)`` raw history -> model input: channel 0 standardised, channel 1 kept."""
@@ -263,20 +513,93 @@ class AVICIModel(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Edge logits ``(B, d, d)`` from a raw history ``(B, n, d, 2)`` (optional ``(B, n)`` mask).
 
-        The diagonal is not masked here (see :meth:`edge_probs`).
+        The diagonal is not masked here (see :meth:`edge_probs`). In eval mode without autograd
+        (under ``torch.no_grad`` / ``torch.inference_mode``, or nothing requiring gradients)
+        the inference path runs (:meth:`_forward_inference`); its logits match the
+        differentiable path's to float rounding.
         """
         check_history(x, mask)
         key_mask = None if mask is None else _valid_mask(x, mask)
-        z = self.embedding(self.standardize(x, mask))  # (B, n, d, dim)
-        for index, block in enumerate(self.blocks):
-            # even blocks see (B, n, d, .) and attend over variables; odd ones (B, d, n, .) over samples
-            z = block(z, key_mask if index % 2 == 1 else None)
-        z = self.final_norm(z)
-        if key_mask is not None:
-            z = z.masked_fill(~key_mask[:, :, None, None], float("-inf"))
-        z = z.amax(1)  # (B, d, dim)
-        u = F.normalize(self.u_head(self.u_norm(z)), dim=-1)
-        v = F.normalize(self.v_head(self.v_norm(z)), dim=-1)
+        x = self.standardize(x, mask)
+        grad = torch.is_grad_enabled() and (
+            x.requires_grad or any(p.requires_grad for p in self.parameters())
+        )
+        if grad or self.training:
+            z = self.embedding(x)  # (B, n, d, dim)
+            for index, block in enumerate(self.blocks):
+                # even blocks attend over the variables, odd ones over the samples
+                z = block(z, index % 2 == 1, key_mask)
+            z = self.final_norm(z)
+            if key_mask is not None:
+                z = z.masked_fill(~key_mask[:, :, None, None], float("-inf"))
+            return self._edge_logits(z.amax(1))
+        with torch.no_grad():
+            return self._forward_inference(x, key_mask)
+
+    def _forward_inference(self, x: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
+        """Edge logits ``(B, d, d)`` of the standardised ``x (B, n, d, 2)``, without autograd.
+
+        The blocks run in place on a centred residual stream (:meth:`_Block.forward_`) in
+        buffers reused from call to call (:class:`InferenceWorkspace`), with weights folded once
+        (:meth:`_inference_weights`), and the batch in chunks of about
+        :data:`INFERENCE_CHUNK_TOKENS` tokens, which keeps the activations in cache.
+        """
+        (w_embedding, b_embedding), *weights = self._inference_weights()
+        workspace = inference_workspace(self, x)
+        b, n, d, _ = x.shape
+        dim = self.config["dim"]
+        step = max(1, INFERENCE_CHUNK_TOKENS // (n * d))
+        chunks = []
+        for start in range(0, b, step):
+            chunk = x[start : start + step]
+            z = workspace.get("z", (chunk.shape[0], n, d, dim))
+            torch.addmm(b_embedding, chunk.reshape(-1, 2), w_embedding.t(), out=z.view(-1, dim))
+            chunk_mask = None if key_mask is None else key_mask[start : start + step]
+            for index, (block, folded) in enumerate(zip(self.blocks, weights)):
+                block.forward_(z, index % 2 == 1, chunk_mask, folded, workspace)
+            # the final LayerNorm (of a centred stream: an RMS norm, then the affine)
+            z = _rms_normalised(z.view(-1, dim), workspace).view(z.shape)
+            z.mul_(self.final_norm.weight).add_(self.final_norm.bias)
+            if chunk_mask is not None:
+                z.masked_fill_(~chunk_mask[:, :, None, None], float("-inf"))
+            chunks.append(self._edge_logits(z.amax(1)))
+        return chunks[0] if len(chunks) == 1 else torch.cat(chunks)
+
+    def _inference_weights(self) -> list[tuple[torch.Tensor, ...]]:
+        """The centred embedding ``(weight, bias)`` and every block's
+        :meth:`_Block.inference_weights`, cached while every parameter is the same tensor with
+        the same storage and version: an in-place update (an optimiser step, ``load_state_dict``)
+        bumps the version, ``.to(dtype or device)`` moves the storage. Writes through ``.data``
+        bump nothing and need :meth:`clear_inference_cache`, as does replacing a submodule."""
+        cached = self._inference_cache
+        if cached is not None:
+            holders, params, state, weights = cached
+            current = [p for holder in holders for p in holder.values() if p is not None]
+            if (
+                len(current) == len(params)
+                and all(map(operator.is_, current, params))
+                and [(p._version, p.data_ptr()) for p in current] == state
+            ):
+                return weights
+        holders = [module._parameters for module in self.modules()]
+        params = [p for holder in holders for p in holder.values() if p is not None]
+        state = [(p._version, p.data_ptr()) for p in params]
+        weights = [_centred(self.embedding)]
+        weights += [block.inference_weights() for block in self.blocks]
+        self._inference_cache = (holders, params, state, weights)
+        return weights
+
+    def clear_inference_cache(self) -> None:
+        """Drop the cached inference weights (see :meth:`forward`) and this thread's inference
+        buffers; both are rebuilt when next needed."""
+        self._inference_cache = None
+        getattr(_WORKSPACES, "by_model", {}).pop(self, None)
+
+    def _edge_logits(self, pooled: torch.Tensor) -> torch.Tensor:
+        """``pooled (B, d, dim)``, the final LayerNorm's output max-pooled over the valid samples
+        -> edge logits ``(B, d, d)``."""
+        u = F.normalize(self.u_head(self.u_norm(pooled)), dim=-1)
+        v = F.normalize(self.v_head(self.v_norm(pooled)), dim=-1)
         return self.learned_temp.exp() * (u @ v.transpose(-1, -2)) + self.final_matrix_bias
 
     @torch.no_grad()
