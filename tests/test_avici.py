@@ -294,7 +294,7 @@ def test_inference_path_matches_differentiable_path(masked, monkeypatch):
 
 def test_inference_cache_follows_parameter_updates():
     """The folded inference weights are rebuilt after an optimiser step, ``load_state_dict``
-    and a dtype change."""
+    and a dtype change, and are not pickled."""
     torch.manual_seed(0)
     model = AVICIModel(dim=8, layers=1, num_heads=2, key_size=4).eval()
     x = _random_history(2, 6, 3, seed=0, dtype=torch.float32)
@@ -306,6 +306,11 @@ def test_inference_cache_follows_parameter_updates():
 
     fast, slow = both()
     torch.testing.assert_close(fast, slow, atol=2e-6, rtol=0)
+    assert model._inference_cache is not None
+    clone = pickle.loads(pickle.dumps(model))  # pickled without the cache
+    assert clone._inference_cache is None
+    with torch.no_grad():
+        torch.testing.assert_close(clone(x), fast, atol=0, rtol=0)
     optimiser = torch.optim.Adam(model.parameters(), lr=0.1)
     model(x).sum().backward()
     optimiser.step()
@@ -317,6 +322,13 @@ def test_inference_cache_follows_parameter_updates():
     fast, slow = both()
     torch.testing.assert_close(fast, slow, atol=2e-6, rtol=0)
     torch.testing.assert_close(fast, other(x).detach(), atol=2e-6, rtol=0)
+    with torch.no_grad():  # as a fused optimiser: no version bump; train()/eval() drop the cache
+        for p in model.parameters():
+            p.data.add_(0.01)
+    model.train()
+    model.eval()
+    fast, slow = both()
+    torch.testing.assert_close(fast, slow, atol=2e-6, rtol=0)
     model.double()
     x = x.double()
     fast, slow = both()

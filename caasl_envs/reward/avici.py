@@ -409,7 +409,7 @@ def _softmax_(
     ``keep (B, 1, 1, T)`` is 1 (0: masked; ``N`` a multiple of ``B``; None: all keys);
     ``row (N, T, 1)`` is scratch, ``recompute()`` fills ``scores`` again.
 
-    On CPU, when every score is below :data:`_EXP_LIMIT` (one reduction over the whole tensor)
+    On CPU in float32 or float64, when every score is below :data:`_EXP_LIMIT` (one reduction over the whole tensor)
     the maximum is not subtracted: ``exp``, times ``keep``, row sums, multiply, each one fast
     pass, where the row-wise maximum and ``Tensor.softmax`` are slow on short rows (and ``exp``
     is slow on the ``-inf`` of masked keys). When a score is larger or a row sum nearly
@@ -417,7 +417,8 @@ def _softmax_(
     maximum.
     """
     n, t, _ = scores.shape
-    if scores.device.type == "cpu" and float(scores.amax()) < _EXP_LIMIT:
+    fast = scores.device.type == "cpu" and scores.dtype in (torch.float32, torch.float64)
+    if fast and float(scores.amax()) < _EXP_LIMIT:
         scores.exp_()
         if keep is not None:
             scores.view(keep.shape[0], -1, t, t).mul_(keep)
@@ -569,8 +570,10 @@ class AVICIModel(nn.Module):
         """The centred embedding ``(weight, bias)`` and every block's
         :meth:`_Block.inference_weights`, cached while every parameter is the same tensor with
         the same storage and version: an in-place update (an optimiser step, ``load_state_dict``)
-        bumps the version, ``.to(dtype or device)`` moves the storage. Writes through ``.data``
-        bump nothing and need :meth:`clear_inference_cache`, as does replacing a submodule."""
+        bumps the version, ``.to(dtype or device)`` moves the storage, and :meth:`train` /
+        ``eval()`` drop the cache. Updates that bump no version (fused optimisers, writes
+        through ``.data``) made while the model stays in eval mode, and replacing a submodule,
+        need :meth:`clear_inference_cache`."""
         cached = self._inference_cache
         if cached is not None:
             holders, params, state, weights = cached
@@ -588,6 +591,16 @@ class AVICIModel(nn.Module):
         weights += [block.inference_weights() for block in self.blocks]
         self._inference_cache = (holders, params, state, weights)
         return weights
+
+    def train(self, mode: bool = True) -> AVICIModel:
+        """``nn.Module.train``; also drops the inference cache, since a fused optimiser's step
+        bumps no parameter version (see :meth:`_inference_weights`)."""
+        self._inference_cache = None
+        return super().train(mode)
+
+    def __getstate__(self) -> dict:
+        """Pickled and deep-copied without the inference cache (rebuilt when next needed)."""
+        return {**super().__getstate__(), "_inference_cache": None}
 
     def clear_inference_cache(self) -> None:
         """Drop the cached inference weights (see :meth:`forward`) and this thread's inference
