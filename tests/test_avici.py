@@ -254,7 +254,7 @@ def _check_inference_path(module: torch.nn.Module, x: torch.Tensor, mask) -> tor
     x_before = x.clone()
     reference = module(x, mask)  # grad enabled: the differentiable path
     assert reference.requires_grad
-    for context in (torch.no_grad, torch.inference_mode):
+    for context in (torch.inference_mode, torch.no_grad):  # buffers made in inference mode
         with context():
             fast = module(x, mask)
         assert not fast.requires_grad
@@ -393,3 +393,17 @@ def test_policy_encoder_inference_path(standardization, padded, monkeypatch):
     encoder.train()  # dropout on: the inference path is not taken, even without autograd
     with torch.no_grad():
         assert (encoder(history, mask) - reference.detach()).abs().max() > 1e-3
+
+
+def test_inference_workspace_reuses_memory_and_stays_bounded():
+    from caasl_envs.reward.avici import _MAX_VIEWS, InferenceWorkspace
+
+    workspace = InferenceWorkspace(torch.float32, torch.device("cpu"))
+    big = workspace.get("A", (4, 5))
+    small = workspace.get("A", (3,))
+    assert small.data_ptr() == big.data_ptr() and workspace.get("A", (4, 5)) is big
+    grown = workspace.get("A", (100,))  # a larger request replaces the buffer
+    assert grown.numel() == 100 and workspace.buffers["A"].numel() == 100
+    for length in range(1, 2 * _MAX_VIEWS):
+        workspace.get("B", (length,))
+    assert len(workspace.views) <= _MAX_VIEWS

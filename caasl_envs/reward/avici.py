@@ -247,6 +247,8 @@ class InferenceWorkspace:
         ``name`` (grown when needed; views made once per shape)."""
         view = self.views.get((name, shape))
         if view is None:
+            if len(self.views) >= _MAX_VIEWS:  # histories of ever new shapes
+                self.views.clear()
             numel = math.prod(shape)
             buffer = self.buffers.get(name)
             if buffer is None or buffer.numel() < numel:
@@ -257,6 +259,10 @@ class InferenceWorkspace:
             view = self.views[name, shape] = buffer[:numel].view(shape)
         return view
 
+
+_MAX_VIEWS = 512
+"""Views an :class:`InferenceWorkspace` keeps (about 20 per history shape) before it forgets
+them all."""
 
 _WORKSPACES = threading.local()
 
