@@ -317,8 +317,9 @@ INFERENCE_CHUNK_TOKENS = 2048
 (at least one dataset): the activations of a chunk stay in the CPU caches."""
 
 _SHORT_SEQUENCE = 16
-"""Up to this many tokens, inference computes the softmax written out (max, subtract, exp, sum,
-divide, all in place): ``Tensor.softmax`` is slow on CPU on rows this short."""
+"""Up to this many keys the exact softmax of the inference path (:func:`_softmax_`) is written
+out (max, subtract, exp, sum, divide, all in place): ``Tensor.softmax`` is slow on CPU on rows
+this short."""
 
 
 def _split_heads(
@@ -415,10 +416,10 @@ def _softmax_(
     ``keep (B, 1, 1, T)`` is 1 (0: masked; ``N`` a multiple of ``B``; None: all keys);
     ``row (N, T, 1)`` is scratch, ``recompute()`` fills ``scores`` again.
 
-    On CPU in float32 or float64, when every score is below :data:`_EXP_LIMIT` (one reduction over the whole tensor)
-    the maximum is not subtracted: ``exp``, times ``keep``, row sums, multiply, each one fast
-    pass, where the row-wise maximum and ``Tensor.softmax`` are slow on short rows (and ``exp``
-    is slow on the ``-inf`` of masked keys). When a score is larger or a row sum nearly
+    On CPU in float32 or float64, when every score is below :data:`_EXP_LIMIT` (one reduction
+    over the whole tensor) the maximum is not subtracted: ``exp``, times ``keep``, row sums,
+    multiply, each one fast pass, where the row-wise maximum and ``Tensor.softmax`` are slow on
+    short rows (and ``exp`` is slow on the ``-inf`` of masked keys). When a score is larger or a row sum nearly
     underflows (:data:`_TINY_SUM`) the scores are recomputed and the softmax subtracts the row
     maximum.
     """
