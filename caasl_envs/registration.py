@@ -35,6 +35,8 @@ ENV_IDS: dict[str, dict] = {
         "graph_degree": 1.0,
         "intervention": "knockout",
         "technical_noise": "10x-chromium-mini",
+        # trained for this setting; reads knockout cells (model card in caasl_envs/reward/weights)
+        "reward_model": "avici-sergio-perturbseq-v0",
     },
 }
 

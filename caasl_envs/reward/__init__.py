@@ -68,7 +68,8 @@ def is_reward_model_spec(name: str) -> bool:
 
 
 def _shipped_avici(name: str) -> Callable[..., RewardModel]:
-    """Loader of an :class:`AVICIModel` shipped as ``weights/<name>.pt`` (card: ``<name>.md``)."""
+    """Loader of an :class:`AVICIModel` (or :class:`KnockoutAVICIModel`) shipped as
+    ``weights/<name>.pt`` (card: ``<name>.md``)."""
 
     def load(device: str = "cpu") -> RewardModel:
         return load_avici(WEIGHTS_DIR / f"{name}.pt", device=device)
@@ -86,6 +87,9 @@ register_reward_model(
 register_reward_model("avici-linear-v0", _shipped_avici("avici-linear-v0"))
 register_reward_model("avici-linear-v1", _shipped_avici("avici-linear-v1"))
 register_reward_model("avici-sergio-v0", _shipped_avici("avici-sergio-v0"))
+register_reward_model(
+    "avici-sergio-perturbseq-v0", _shipped_avici("avici-sergio-perturbseq-v0")
+)
 
 __all__ = [
     "AVICIModel",
