@@ -87,9 +87,7 @@ register_reward_model(
 register_reward_model("avici-linear-v0", _shipped_avici("avici-linear-v0"))
 register_reward_model("avici-linear-v1", _shipped_avici("avici-linear-v1"))
 register_reward_model("avici-sergio-v0", _shipped_avici("avici-sergio-v0"))
-register_reward_model(
-    "avici-sergio-perturbseq-v0", _shipped_avici("avici-sergio-perturbseq-v0")
-)
+register_reward_model("avici-sergio-perturbseq-v0", _shipped_avici("avici-sergio-perturbseq-v0"))
 
 __all__ = [
     "AVICIModel",
