@@ -45,7 +45,7 @@ def test_each_step_is_one_knockout_experiment_on_k_cells(fast_reward):
 
 
 def rollout(seed: int, actions: np.ndarray, fast_reward) -> list[dict]:
-    env = CausalDesignEnv(**SMALL, reward_model=fast_reward)
+    env = CausalDesignEnv(**{**SMALL, "reward_model": fast_reward})
     out = [env.reset(seed=seed)[0]]
     out += [env.step(a)[0] for a in actions]
     return out
@@ -62,7 +62,7 @@ def test_seeding_reproduces_episodes_and_seeds_differ(fast_reward):
 
 def test_batched_equals_single(fast_reward):
     actions = np.random.default_rng(1).uniform(-1, 1, (3, 2, 4)).astype(np.float32)
-    vec = CausalDesignVectorEnv(2, **SMALL, reward_model=fast_reward)
+    vec = CausalDesignVectorEnv(2, **{**SMALL, "reward_model": fast_reward})
     batched = [vec.reset(seed=[11, 12])[0]] + [vec.step(a)[0] for a in actions]
     for i, seed in enumerate((11, 12)):
         single = rollout(seed, actions[:, i], fast_reward)
