@@ -154,7 +154,6 @@ def test_rl_zoo_hyperparameters_cover_every_env():
 
 
 def test_rl_zoo_trains_with_our_file(tmp_path):
-    pytest.importorskip("rl_zoo3")  # optional: pip install rl_zoo3
     command = [sys.executable, "-m", "rl_zoo3.train", "--algo", "sac"]
     command += ["--env", "caasl/LinearGaussian-v0", "--gym-packages", "caasl_envs"]
     command += ["--conf-file", "caasl_envs.rl_zoo", "-n", "32", "--eval-freq", "-1"]
