@@ -90,7 +90,7 @@ def load_config(name_or_path: str | Path) -> dict[str, Any]:
     base = config.pop("base", "cpu-quick")
     if base not in available_presets():
         raise ValueError(f"{path}: base must be one of {available_presets()}, got {base!r}")
-    merged = _merged(_read_yaml(CONFIG_DIR / f"{base}.yaml"), config, str(path))
+    merged = _merged(load_config(base), config, str(path))
     unknown = set(merged["algorithm"]) - set(inspect.signature(CAASL.__init__).parameters)
     if unknown:
         raise ValueError(f"{path}: CAASL takes no algorithm setting(s) {sorted(unknown)}")

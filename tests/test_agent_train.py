@@ -40,6 +40,18 @@ def tiny_config():
     return config
 
 
+def test_a_file_over_a_preset_that_names_its_own_base(tmp_path):
+    perturbseq = load_config("sergio-perturbseq-cpu")
+    sergio = load_config("sergio-cpu")
+    assert "base" not in perturbseq and perturbseq["env_id"] == "caasl/SERGIOPerturbSeq-v0"
+    assert perturbseq["algorithm"] == sergio["algorithm"]
+    assert perturbseq["total_timesteps"] != sergio["total_timesteps"]
+    path = tmp_path / "mine.yaml"
+    path.write_text("base: sergio-perturbseq-cpu\nseed: 3\nnormalize_reward: true\n")
+    mine = load_config(path)
+    assert mine == {**perturbseq, "seed": 3, "normalize_reward": True}
+
+
 def test_presets_exist():
     assert {"paper", "cpu-quick", "sergio"} <= set(available_presets())
     paper = load_config("paper")
