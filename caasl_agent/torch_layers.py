@@ -235,12 +235,12 @@ class CAASLEncoder(nn.Module):
         :data:`~caasl_envs.reward.avici.INFERENCE_CHUNK_TOKENS` tokens."""
         workspace = avici.inference_workspace(self, x)
         b, n, d, dim = x.shape
-        step = max(1, avici.INFERENCE_CHUNK_TOKENS // (n * d))
         pooled = []
-        for start in range(0, b, step):
-            z = workspace.get("z", (min(step, b - start), n, d, dim))
-            z.copy_(x[start : start + step])
-            keys = None if valid is None else valid[start : start + step]
+        for part in avici.inference_chunks(b, n, d):
+            chunk = x[part]
+            z = workspace.get("z", tuple(chunk.shape))
+            z.copy_(chunk)
+            keys = None if valid is None else valid[part]
             for over_variables, over_samples in zip(self.variable_layers, self.sample_layers):
                 over_variables.forward_(z, False, None, workspace)
                 over_samples.forward_(z, True, keys, workspace)

@@ -316,6 +316,14 @@ INFERENCE_CHUNK_TOKENS = 2048
 """Without autograd the batch runs in chunks of about this many ``(sample, variable)`` tokens
 (at least one dataset): the activations of a chunk stay in the CPU caches."""
 
+
+def inference_chunks(b: int, n: int, d: int) -> list[slice]:
+    """The batch slices of :data:`INFERENCE_CHUNK_TOKENS` tokens (at least one dataset each)
+    that the inference paths run one after the other, for a batch ``(b, n, d, ...)``."""
+    step = max(1, INFERENCE_CHUNK_TOKENS // (n * d))
+    return [slice(start, start + step) for start in range(0, b, step)]
+
+
 _SHORT_SEQUENCE = 16
 """Up to this many keys the exact softmax of the inference path (:func:`_softmax_`) is written
 out (max, subtract, exp, sum, divide, all in place): ``Tensor.softmax`` is slow on CPU on rows
@@ -556,13 +564,12 @@ class AVICIModel(nn.Module):
         workspace = inference_workspace(self, x)
         b, n, d, _ = x.shape
         dim = self.config["dim"]
-        step = max(1, INFERENCE_CHUNK_TOKENS // (n * d))
         chunks = []
-        for start in range(0, b, step):
-            chunk = x[start : start + step]
+        for part in inference_chunks(b, n, d):
+            chunk = x[part]
             z = workspace.get("z", (chunk.shape[0], n, d, dim))
             torch.addmm(b_embedding, chunk.reshape(-1, 2), w_embedding.t(), out=z.view(-1, dim))
-            chunk_mask = None if key_mask is None else key_mask[start : start + step]
+            chunk_mask = None if key_mask is None else key_mask[part]
             for index, (block, folded) in enumerate(zip(self.blocks, weights)):
                 block.forward_(z, index % 2 == 1, chunk_mask, folded, workspace)
             # the final LayerNorm (of a centred stream: an RMS norm, then the affine)
@@ -646,7 +653,14 @@ class AVICIModel(nn.Module):
         :raises ValueError: naming ``path`` when it is not such a file (truncated or corrupt,
             another format, objects other than tensors, or a config or weights that do not fit).
         """
-        payload = _load_payload(path, device)
+        return cls.from_payload(_load_payload(path, device), path, device)
+
+    @classmethod
+    def from_payload(
+        cls, payload: dict, path: str | Path, device: str | torch.device = "cpu"
+    ) -> AVICIModel:
+        """:meth:`load` of a payload already read by :func:`_load_payload` (``path`` names it
+        in errors)."""
         try:
             model = cls(**payload["config"])
             model.load_state_dict(payload["state_dict"])

@@ -35,7 +35,6 @@ import torch
 from torch import nn
 
 from caasl_envs.reward.avici import AVICIModel, _load_payload, _valid_mask
-from caasl_envs.reward.base import check_history
 
 #: features per ordered pair returned by :func:`knockout_contrasts`
 N_CONTRASTS = 6
@@ -133,8 +132,7 @@ class KnockoutAVICIModel(AVICIModel):
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Edge logits ``(B, d, d)`` from a raw history ``(B, n, d, 2)`` (optional ``(B, n)``
         mask): AVICI's logits plus the contrast MLP's correction."""
-        check_history(x, mask)
-        avici = super().forward(x, mask)
+        avici = super().forward(x, mask)  # checks x and mask
         features = knockout_contrasts(x, _valid_mask(x, mask))  # (B, d, d, F)
         pair = torch.cat(
             [features, features.transpose(1, 2), avici.unsqueeze(-1).to(features.dtype)], dim=-1
@@ -142,18 +140,21 @@ class KnockoutAVICIModel(AVICIModel):
         return avici + self.contrast(pair.to(avici.dtype)).squeeze(-1)
 
 
+def _model_class(config: dict) -> type[AVICIModel]:
+    """:class:`KnockoutAVICIModel` when ``config`` has ``contrast_hidden``, else
+    :class:`AVICIModel`."""
+    return KnockoutAVICIModel if "contrast_hidden" in config else AVICIModel
+
+
 def build_avici(config: dict) -> AVICIModel:
-    """The model a saved ``config`` describes: :class:`KnockoutAVICIModel` when it has
-    ``contrast_hidden``, else :class:`AVICIModel`."""
-    cls = KnockoutAVICIModel if "contrast_hidden" in config else AVICIModel
-    return cls(**config)
+    """The model a saved ``config`` describes (see :func:`_model_class`)."""
+    return _model_class(config)(**config)
 
 
 def load_avici(path: str | Path, device: str | torch.device = "cpu") -> AVICIModel:
-    """:meth:`AVICIModel.load` for either kind of file (see :func:`build_avici`)."""
-    config = _load_payload(path, "cpu")["config"]
-    cls = KnockoutAVICIModel if "contrast_hidden" in config else AVICIModel
-    return cls.load(path, device=device)
+    """:meth:`AVICIModel.load` for either kind of file (see :func:`_model_class`)."""
+    payload = _load_payload(path, device)
+    return _model_class(payload["config"]).from_payload(payload, path, device)
 
 
 def load_avici_part(model: AVICIModel, source: AVICIModel, where: str) -> None:

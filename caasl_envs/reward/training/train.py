@@ -703,7 +703,9 @@ def add_run_arguments(
     )
     parser.set_defaults(default_steps=steps)
     parser.add_argument(
-        "--init", default=None, help="start from these AVICIModel weights (.pt, same architecture)"
+        "--init",
+        default=None,
+        help="start from these weights (.pt of the same architecture, or of its AVICI part)",
     )
     parser.add_argument("--eval-every", type=int, default=eval_every)
     parser.add_argument("--eval-datasets", type=int, default=eval_datasets)
