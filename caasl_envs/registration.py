@@ -5,6 +5,13 @@ from __future__ import annotations
 import gymnasium as gym
 
 _LINEAR = {"simulator": "linear", "d": 10, "n0": 50, "budget": 10, "samples_per_step": 1}
+_RFF = {
+    **_LINEAR,
+    "simulator": "rff",
+    "graph": "erdos_renyi",
+    "graph_degree": 3.0,
+    "noise": "gauss",
+}
 
 #: id -> default kwargs. Every kwarg can be overridden in ``gym.make(id, **kwargs)``.
 ENV_IDS: dict[str, dict] = {
@@ -38,6 +45,9 @@ ENV_IDS: dict[str, dict] = {
         # trained for this setting; reads knockout cells (model card in caasl_envs/reward/weights)
         "reward_model": "avici-sergio-perturbseq-v0",
     },
+    # AVICI's rff family (caasl_envs/scm/rff.py; docs/nonlinear.md)
+    "caasl/NonlinearRFF-v0": {**_RFF},
+    "caasl/NonlinearRFFShift-v0": {**_RFF, "intervention": "shift"},
 }
 
 

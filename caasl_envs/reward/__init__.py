@@ -19,6 +19,7 @@ from caasl_envs.reward.base import (
     check_history,
 )
 from caasl_envs.reward.exact import ExactLinearGaussianPosterior
+from caasl_envs.reward.gp import GPPosterior
 from caasl_envs.reward.knockout import KnockoutAVICIModel, load_avici
 from caasl_envs.reward.official import load_official_avici, load_official_checkpoint
 
@@ -88,6 +89,9 @@ register_reward_model("avici-linear-v0", _shipped_avici("avici-linear-v0"))
 register_reward_model("avici-linear-v1", _shipped_avici("avici-linear-v1"))
 register_reward_model("avici-sergio-v0", _shipped_avici("avici-sergio-v0"))
 register_reward_model("avici-sergio-perturbseq-v0", _shipped_avici("avici-sergio-perturbseq-v0"))
+# GP posterior for the nonlinear (RFF) environments (caasl_envs/reward/gp.py)
+register_reward_model("exact-gp", GPPosterior)
+register_reward_model("exact-gp-grid", partial(GPPosterior, hyper="grid"))
 
 __all__ = [
     "AVICIModel",

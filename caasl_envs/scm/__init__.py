@@ -96,3 +96,8 @@ def register_simulator(name: str, prior: Callable[..., SimulatorPrior]) -> None:
 
 
 __all__ += ["ACTION_KINDS", "SIMULATORS", "CausalSystem", "SimulatorPrior", "register_simulator"]
+
+# Nonlinear (random-Fourier-feature) mechanisms, registered through the public hook.
+from caasl_envs.scm.rff import RFFSCMPrior  # noqa: E402
+
+register_simulator("rff", RFFSCMPrior)
