@@ -13,7 +13,9 @@ from collections.abc import Sequence
 from caasl_agent._argtypes import DefaultsHelpFormatter
 from caasl_agent.bench.backends import BenchmarkError
 from caasl_agent.bench.cli import add_bench_parser, add_demo_parser
+from caasl_agent.system_info import VersionAction
 from caasl_agent.train import add_train_parser
+from caasl_envs.optional import MissingDependencyError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--traceback", action="store_true", help="show the full traceback of an error"
     )
-    parser.add_argument("--version", action="version", version=f"caasl {_version()}")
+    parser.add_argument("--version", action=VersionAction)
     subparsers = parser.add_subparsers(dest="command", required=True)
     add_demo_parser(subparsers)
     add_bench_parser(subparsers)
@@ -31,23 +33,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("caasl")
-    except PackageNotFoundError:  # running from a source tree that is not installed
-        return "unknown"
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         args.func(args)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, MissingDependencyError) as err:
         # Bad input (unknown suite, agent spec, reward model, file, ...) is a usage error:
         # one line naming the problem, exit status 2, as argparse does for its own checks.
+        # So is a feature whose optional dependency is missing (the line names the extra).
         if args.traceback:
             raise
         parser.exit(2, f"caasl {args.command}: error: {err}\n")

@@ -44,6 +44,7 @@ from caasl_agent.bench.runner import run_setting
 from caasl_agent.bench.suites import Setting
 from caasl_agent.caasl import CAASL
 from caasl_agent.outputs import check_output_dir, refuse_existing, remove_outputs, write_atomic
+from caasl_agent.train_logging import CSV_LOG, log_to_csv_without_tensorboard
 from caasl_envs.checks import check_int
 from caasl_envs.core import resolve_device
 
@@ -58,6 +59,7 @@ TRAIN_OUTPUTS = (
     "results.json",
     "config.yaml",
     "tb",
+    CSV_LOG,
 )
 #: reward models tried, in order, for ``reward_model: auto``
 AUTO_REWARD_MODELS = ("avici-linear-v1", "avici-linear-v0", "exact-linear-gaussian")
@@ -415,6 +417,7 @@ def make_model(
         model.tensorboard_log = str(output / "tb")
     else:
         model = model_from_config(config, env, tensorboard_log=str(output / "tb"), verbose=verbose)
+    log_to_csv_without_tensorboard(model, output, verbose)
     if config.get("normalize_reward", False):
         # One set of SAC settings (entropy coefficient, learning rates) then fits reward models
         # whose per-step rewards differ by orders of magnitude (SERGIO's are ~0.01). The buffer

@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 import random
 
-import igraph
 import numpy as np
 import torch
 
@@ -50,6 +49,8 @@ def erdos_renyi(rng: BatchedRNG, d: int, degree: float = 3.0) -> torch.Tensor:
 def _barabasi_albert(g: np.random.Generator, d: int, m: int) -> np.ndarray:
     # igraph's generator takes its randomness from Python's `random`; seed a private instance
     # from the environment's generator so graphs depend only on the environment seed.
+    import igraph  # here: importing igraph loads its drawing stack (matplotlib), ~0.6 s
+
     state = random.getstate()
     random.seed(int(g.integers(2**63)))
     try:
