@@ -136,6 +136,8 @@ class CausalDesignCore:
         self.action_dim = self.d if self.target_only else 2 * self.d
         self.max_rows = self.n0 + self.budget * self.samples_per_step
         check_memory(self.num_envs, self.d, self.max_rows)
+        if hasattr(self.prior, "check_design"):  # pools of real data (caasl_envs.real): room?
+            self.prior.check_design(self.n0, self.budget, self.samples_per_step)
         if reward_model is None:
             reward_model = self.prior.default_reward_model
         if isinstance(reward_model, str):
@@ -183,6 +185,8 @@ class CausalDesignCore:
         k = self.samples_per_step
         rows = slice(self.n0 + self.t * k, self.n0 + (self.t + 1) * k)
         x = self.system.sample(self.rng, k, targets, values).to(self.device)
+        if hasattr(self.system, "intervened"):  # pools of real data: the experiment actually run
+            targets = self.system.intervened(targets, values)
         self.history[:, rows, :, 0] = x
         self.history[:, rows, :, 1] = targets.unsqueeze(1).to(self.history.dtype)
         self.mask[:, rows] = 1.0

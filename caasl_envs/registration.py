@@ -45,6 +45,22 @@ ENV_IDS: dict[str, dict] = {
         # trained for this setting; reads knockout cells (model card in caasl_envs/reward/weights)
         "reward_model": "avici-sergio-perturbseq-v0",
     },
+    # Real and semi-real systems (caasl_envs/real; docs/real-data.md)
+    "caasl/Sachs-v0": {
+        "simulator": "sachs",
+        "d": 11,
+        "n0": 50,
+        "budget": 10,
+        "samples_per_step": 10,
+        "reward_model": "exact-linear-gaussian",
+    },
+    "caasl/GeneNetwork-v0": {
+        **_LINEAR,
+        "simulator": "gene_network",
+        "d": 12,
+        "network": "ecoli70",
+        "reward_model": "exact-linear-gaussian",
+    },
     # AVICI's rff family (caasl_envs/scm/rff.py; docs/nonlinear.md)
     "caasl/NonlinearRFF-v0": {**_RFF},
     "caasl/NonlinearRFFShift-v0": {**_RFF, "intervention": "shift"},

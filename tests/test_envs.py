@@ -11,7 +11,8 @@ from caasl_envs import CausalDesignEnv, CausalDesignVectorEnv
 SMALL = {"d": 4, "n0": 8, "budget": 3}
 
 
-@pytest.mark.parametrize("env_id", sorted(caasl_envs.ENV_IDS))
+# caasl/Sachs-v0 has d = 11 fixed by its data: tests/test_sachs.py runs both checkers on it.
+@pytest.mark.parametrize("env_id", sorted(set(caasl_envs.ENV_IDS) - {"caasl/Sachs-v0"}))
 def test_registered_ids_pass_gymnasium_and_sb3_checkers(env_id, fast_reward):
     env = gym.make(env_id, reward_model=fast_reward, **SMALL)
     check_env(env.unwrapped, skip_render_check=True)

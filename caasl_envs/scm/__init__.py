@@ -101,3 +101,10 @@ __all__ += ["ACTION_KINDS", "SIMULATORS", "CausalSystem", "SimulatorPrior", "reg
 from caasl_envs.scm.rff import RFFSCMPrior  # noqa: E402
 
 register_simulator("rff", RFFSCMPrior)
+
+# Real and semi-real systems (caasl_envs/real, docs/real-data.md), through the same hook.
+from caasl_envs.real.networks import GeneNetworkPrior  # noqa: E402
+from caasl_envs.real.sachs import SachsPrior  # noqa: E402
+
+register_simulator("sachs", SachsPrior)
+register_simulator("gene_network", GeneNetworkPrior)
