@@ -58,3 +58,39 @@ def resolve_device(device: str | torch.device) -> torch.device:
     elif resolved.type == "mps" and not torch.backends.mps.is_available():
         raise ValueError(f"device {device!r} is not available on this machine; use 'cpu' or 'auto'")
     return resolved
+
+
+DEFAULT_GRAPH_DEGREE = 3.0
+"""The simulators' default ``graph_degree``: on graphs of ``d <= 3`` variables it means the
+densest prior the graph allows (the Erdős–Rényi edge probability is capped at 0.99 and the
+scale-free ``m`` at ``d - 1``), so it is accepted there; any other value above ``d - 1`` is
+refused by :func:`check_graph_degree`."""
+
+
+def check_graph_degree(degree: object, d: int) -> None:
+    """``ValueError`` naming ``graph_degree`` when it is a number above ``d - 1`` (more parents
+    than a variable of a ``d``-variable DAG can have) other than the default
+    :data:`DEFAULT_GRAPH_DEGREE`; ``None`` (the prior's default) and non-numbers (refused by
+    the prior's own check) pass."""
+    numeric = isinstance(degree, int | float | np.number) and not isinstance(degree, bool)
+    if numeric and degree != DEFAULT_GRAPH_DEGREE and degree > d - 1:
+        raise ValueError(
+            f"graph_degree={degree!r} is larger than d - 1 = {d - 1}, the most parents a variable "
+            f"of a {d}-variable graph can have; choose graph_degree <= {d - 1} or a larger d"
+        )
+
+
+def check_reset_options(options: object, known: tuple[str, ...] = ()) -> None:
+    """``ValueError`` unless ``options`` (of ``reset(options=...)``) is None or a dict whose keys
+    are all in ``known`` (the environments take none today: a typo must not pass silently)."""
+    if options is None:
+        return
+    if not isinstance(options, dict):
+        raise ValueError(f"reset options must be a dict or None, got {options!r}")
+    unknown = sorted(set(options) - set(known), key=str)
+    if unknown:
+        takes = f"takes only {list(known)}" if known else "takes none"
+        raise ValueError(
+            f"unknown reset option(s) {unknown}: reset(options=...) {takes}; set the environment "
+            "up with its constructor's keyword arguments"
+        )
