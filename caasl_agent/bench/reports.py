@@ -12,7 +12,7 @@
 * ``edge_probs.npz`` — final edge probabilities and true graphs of every run, so that every
   metric can be recomputed (``BenchmarkResults.load``);
 * ``plots/<metric>.png`` — metric vs number of experiments, one curve per agent with a
-  ± standard-error band, one panel per setting;
+  ± standard-error band, one panel per setting (:mod:`caasl_agent.bench.plots`);
 * ``timings.json`` — wall-clock seconds per run (kept apart: everything else is a function of
   the seed and is byte-identical across runs).
 """
@@ -439,57 +439,7 @@ class BenchmarkResults:
 
     def plot(self, folder: str | Path, metrics: tuple[str, ...] = TABLE_METRICS) -> list[Path]:
         """One PNG per metric (and mode): metric vs number of experiments, one panel per
-        setting, one curve per agent with a ± standard-error band."""
-        import matplotlib
+        setting, one curve per agent with a ± standard-error band (:mod:`caasl_agent.bench.plots`)."""
+        from caasl_agent.bench.plots import save_plots
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        from matplotlib.ticker import MaxNLocator
-
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        settings = [s["name"] for s in self.meta["settings"]]
-        model_of = {s["name"]: f"reward model {s['reward_model']}" for s in self.meta["settings"]}
-        agents = list(dict.fromkeys(r.agent for r in self.runs))
-        colors = {a: plt.get_cmap("tab10")(i % 10) for i, a in enumerate(agents)}
-        modes = self.meta["modes"]
-        written = []
-        for mode in modes:
-            for metric in metrics:
-                cols = min(len(settings), 5)
-                rows = math.ceil(len(settings) / cols)
-                fig, axes = plt.subplots(
-                    rows, cols, figsize=(3.4 * cols + 1.6, 3.0 * rows + 0.4), squeeze=False
-                )
-                for ax, setting in zip(axes.flat, settings):
-                    for run in self.runs:
-                        if run.setting != setting or run.mode != mode:
-                            continue
-                        values = run.metrics[metric]
-                        stats = [mean_sem(values[:, t]) for t in range(values.shape[1])]
-                        mean = np.array([s[0] for s in stats])
-                        sem = np.nan_to_num(np.array([s[1] for s in stats]))
-                        x = np.arange(values.shape[1])
-                        ax.plot(x, mean, color=colors[run.agent], label=run.agent)
-                        ax.fill_between(
-                            x, mean - sem, mean + sem, color=colors[run.agent], alpha=0.2
-                        )
-                    ax.set_title(f"{setting}\n{model_of[setting]}", fontsize=9)
-                    ax.set_xlabel("experiments", fontsize=8)
-                    ax.set_ylabel(_SHORT[metric], fontsize=8)
-                    ax.tick_params(labelsize=7)
-                    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-                for ax in list(axes.flat)[len(settings) :]:
-                    ax.axis("off")
-                handles, labels = axes.flat[0].get_legend_handles_labels()
-                fig.legend(handles, labels, loc="center right", fontsize=8, frameon=False)
-                fig.suptitle(
-                    f"{_SHORT[metric]}, {mode} policies — {self._title(models=False)}", fontsize=10
-                )
-                fig.tight_layout(rect=(0, 0, 1 - 1.6 / fig.get_figwidth(), 1))
-                name = metric if len(modes) == 1 else f"{metric}-{mode}"
-                path = folder / f"{name}.png"
-                fig.savefig(path, dpi=100, metadata={"Software": None})
-                plt.close(fig)
-                written.append(path)
-        return written
+        return save_plots(self, folder, metrics)
