@@ -125,3 +125,23 @@ def test_bad_settings_are_refused_naming_the_argument(kwargs, match):
         RFFSCMPrior(d=4, **kwargs)
     with pytest.raises(ValueError, match=match):
         gym.make(IDS[0], **SMALL, **kwargs)
+
+
+def test_training_sampler_draws_environment_like_datasets_from_a_seed():
+    from caasl_envs.reward.training.train_rff import RFFDatasetSampler
+
+    sampler = RFFDatasetSampler(
+        d_range=(4, 4),
+        n_obs_range=(6, 6),
+        n_int_range=(3, 3),
+        p_obs_only=0.0,
+        noise_mix={"gauss": 1.0, "laplace": 1.0},
+        intervention_mix={"do": 1.0},
+    )
+    x, graph = sampler.sample((0, 1), 5)
+    assert x.shape == (5, 9, 4, 2) and graph.shape == (5, 4, 4)
+    assert torch.equal(x, sampler.sample((0, 1), 5)[0]) and torch.isfinite(x).all()
+    flags = x[:, 6:, :, 1] > 0
+    assert not x[:, :6, :, 1].any() and flags.any()
+    with pytest.raises(ValueError, match="noise_mix"):
+        RFFDatasetSampler(noise_mix={"cauchy": 1.0})

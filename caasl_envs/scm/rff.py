@@ -34,6 +34,7 @@ sampling time each system records the observational mean ``m_j`` and standard de
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -82,6 +83,14 @@ class RFFFunctions:
         weight = rng.normal(d, n_features) * (c * math.sqrt(2.0 / n_features)).unsqueeze(-1)
         return cls(omega.flatten(2), phase, weight)
 
+    def node(self, x: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
+        """``(B, n, d)`` values, ``(B,)`` node per environment -> ``(B, n)`` ``f_j(x_Pa)``."""
+        b, _, d = x.shape
+        batch = torch.arange(b, device=x.device)
+        omega = self.omega.view(b, d, d, -1)[batch, :, j]  # (B, d, K)
+        proj = torch.bmm(x, omega) + self.phase[batch, j].unsqueeze(1)  # (B, n, K)
+        return (torch.cos(proj) * self.weight[batch, j].unsqueeze(1)).sum(-1)
+
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, n, d)`` values -> ``(B, n, d)`` function values ``f_j(x_Pa)``."""
         b, n, d = x.shape
@@ -120,6 +129,27 @@ class RFFSCM:
     def d(self) -> int:
         return self.graph.shape[-1]
 
+    def repeat(self, times: int) -> RFFSCM:
+        """Each system of the batch ``times`` times in a row (``repeat_interleave``), e.g. one
+        copy per interventional row of a training dataset."""
+
+        def rep(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.repeat_interleave(times, 0)
+
+        def rep_functions(f: RFFFunctions | None) -> RFFFunctions | None:
+            return None if f is None else RFFFunctions(rep(f.omega), rep(f.phase), rep(f.weight))
+
+        return dataclasses.replace(
+            self,
+            graph=rep(self.graph),
+            mechanism=rep_functions(self.mechanism),
+            bias=rep(self.bias),
+            noise_scale=rep(self.noise_scale),
+            noise_function=rep_functions(self.noise_function),
+            obs_mean=rep(self.obs_mean),
+            obs_std=rep(self.obs_std),
+        )
+
     def calibrate(self, rng: BatchedRNG, n: int = REFERENCE_SAMPLES) -> None:
         """Record each variable's observational mean and standard deviation (``n`` samples)."""
         x = self.sample(rng, n)
@@ -154,42 +184,43 @@ class RFFSCM:
         values: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Deterministic map from standard noise ``(B, n, d)`` to samples ``(B, n, d)``."""
-        clamp = shift = None
+        b, n, d = z.shape
+        offset = torch.zeros(b, d, dtype=z.dtype, device=z.device)  # added to x (shift)
+        clamped = torch.zeros(b, d, dtype=torch.bool, device=z.device)
+        level = offset
         if targets is not None and bool(targets.any()):
             if self.obs_mean is None:
                 raise RuntimeError("call calibrate() before sampling under interventions")
-            t = targets.to(torch.bool).unsqueeze(1)  # (B, 1, d)
-            step = (self.intervention_scale * values.to(z.dtype) * self.obs_std).unsqueeze(1)
+            clamped = targets.to(torch.bool)
+            step = torch.where(clamped, self.intervention_scale * values.to(z.dtype), 0.0)
+            step = step * self.obs_std
             if self.intervention == "do":
-                clamp = (t, self.obs_mean.unsqueeze(1) + step)
+                level = self.obs_mean + step
             else:
-                shift = torch.where(t, step, torch.zeros_like(step))
-        # Node values are final after (longest path + 1) passes; further passes reproduce them
-        # bit for bit, so batching systems of different depths changes nothing.
+                offset, clamped = step, torch.zeros_like(clamped)
+        # One node per environment at a time, in a topological order of its graph: every
+        # node is computed once, from parents that are final.
         x = torch.zeros_like(z)
-        for _ in range(self._depth() + 1):
-            x = self._pass(x, z, clamp, shift)
+        batch = torch.arange(b, device=z.device)
+        for j in self.topological_order().T:  # (B,) the p-th node of every environment
+            scale = self.noise_scale[batch, j].unsqueeze(1)
+            if self.noise_function is not None:
+                scale = torch.nn.functional.softplus(self.noise_function.node(x, j)).sqrt()
+            value = self.mechanism.node(x, j) + self.bias[batch, j].unsqueeze(1)
+            value = value + scale * z[batch, :, j] + offset[batch, j].unsqueeze(1)
+            x[batch, :, j] = torch.where(
+                clamped[batch, j].unsqueeze(1), level[batch, j].unsqueeze(1), value
+            )
         return x
 
-    def _pass(self, x, z, clamp, shift) -> torch.Tensor:
-        """One substitution ``x <- f(x) + bias + s(x) z`` (+ interventions), all ``(B, n, d)``."""
-        if self.noise_function is None:
-            scale = self.noise_scale.unsqueeze(1)
-        else:
-            scale = torch.nn.functional.softplus(self.noise_function(x)).sqrt()
-        out = self.mechanism(x) + self.bias.unsqueeze(1) + scale * z
-        if shift is not None:
-            out = out + shift
-        if clamp is not None:
-            out = torch.where(clamp[0], clamp[1], out)
-        return out
-
-    def _depth(self) -> int:
-        """The longest directed path over the batch (number of edges)."""
-        reach, depth = self.graph.clone(), 0
-        while bool(reach.any()) and depth < self.d:
-            reach, depth = torch.bmm(reach, self.graph).clamp(max=1.0), depth + 1
-        return depth
+    def topological_order(self) -> torch.Tensor:
+        """``(B, d)`` long: each environment's nodes sorted by depth (longest path from a root),
+        ties by index, so parents come before children."""
+        graph = self.graph
+        depth = torch.zeros(graph.shape[:2], dtype=graph.dtype, device=graph.device)
+        for _ in range(self.d - 1):
+            depth = ((depth.unsqueeze(-1) + 1.0) * graph).amax(1)  # max over parents i
+        return torch.sort(depth, dim=1, stable=True).indices
 
 
 def _check_range(name: str, value: object, positive: bool) -> tuple[float, float]:
