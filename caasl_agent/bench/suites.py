@@ -18,6 +18,9 @@ Suites (docs/design.md §3):
 * ``sergio-perturbseq`` (v1): present when ``caasl/SERGIOPerturbSeq-v0`` is registered (a
   knockout experiment on 10 cells per step, ER degree 1); in-distribution, knockdown, drop-seq
   technical noise, ``d + 5`` and scale-free graphs.
+* ``real`` (v1): ``caasl/Sachs-v0`` (scored against the 17-edge reference of Sachs et al. 2005
+  and against cdt's 18-edge one) and ``caasl/GeneNetwork-v0`` on each of its four fitted
+  networks, d = 12; 30 episodes (docs/real-data.md).
 * ``tiny`` (v1): two small settings (``d`` = 4 and 5, budget 3) for tests and smoke runs.
 
 New suites: :func:`register_suite`.
@@ -237,7 +240,30 @@ def _tiny_suite() -> Suite:
     )
 
 
+def _real_suite() -> Suite | None:
+    sachs, genes = "caasl/Sachs-v0", "caasl/GeneNetwork-v0"
+    if _registered_d(sachs) is None or _registered_d(genes) is None:
+        return None
+    return Suite(
+        name="real",
+        version=1,
+        episodes=30,
+        description="Sachs et al. (2005) cell pools and sub-networks of fitted gene networks",
+        settings=(
+            Setting("sachs", sachs, {}, "Sachs cells, 17-edge reference of Sachs et al. 2005"),
+            Setting(
+                "sachs-cdt", sachs, {"reference": "cdt"}, "Sachs cells, cdt's 18-edge reference"
+            ),
+            *(
+                Setting(net, genes, {"network": net}, f"d=12 sub-networks of {net}")
+                for net in ("ecoli70", "magic-niab", "magic-irri", "arth150")
+            ),
+        ),
+    )
+
+
 register_suite("linear", _linear_suite)
 register_suite("sergio", _sergio_suite)
 register_suite("sergio-perturbseq", _sergio_perturbseq_suite)
 register_suite("tiny", _tiny_suite)
+register_suite("real", _real_suite)
