@@ -11,6 +11,7 @@ from caasl_agent.caasl import CAASL
 from caasl_agent.policies import CAASLPolicy
 from caasl_agent.pretrained import available_policies, load_policy, policy_card
 from caasl_agent.torch_layers import CAASLEncoder, CAASLFeaturesExtractor
+from caasl_envs._version import __version__
 from caasl_envs.moved import alias_modules
 
 alias_modules(
@@ -57,6 +58,7 @@ __all__ = [
     "CAASLEncoder",
     "CAASLFeaturesExtractor",
     "CAASLPolicy",
+    "__version__",
     "available_policies",
     "load_policy",
     "policy_card",

@@ -39,6 +39,7 @@ import torch
 from tqdm.auto import tqdm
 
 from caasl_agent.bench.reports import RunRecord
+from caasl_envs.optional import require
 
 __all__ = [
     "BACKENDS",
@@ -197,13 +198,7 @@ class RayCluster:
 
 
 def _import_ray():
-    try:
-        import ray
-    except ImportError as err:
-        raise ValueError(
-            "backend 'ray' needs Ray, an optional dependency: pip install 'caasl[ray]'"
-        ) from err
-    return ray
+    return require("ray", purpose="backend 'ray'")
 
 
 def make_executor(backend: str, workers: int, address: str | None) -> Executor:

@@ -42,8 +42,9 @@ def load_policy(name: str, device: str | torch.device = "cpu") -> CAASL:
     """A shipped CAASL policy; ``predict(obs, deterministic=...)`` acts on observations of any d."""
     from caasl_agent.caasl import CAASL
     from caasl_envs.core import resolve_device
+    from caasl_envs.manifest import verify
 
-    path = policy_path(name)
+    path = verify(policy_path(name))  # a truncated or altered file: a ValueError naming it
     resolve_device(device)  # a ValueError naming a bad device, before SB3 loads anything
     return CAASL.load(path, device=device)
 

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
+from caasl_envs.manifest import verify
 from caasl_envs.moved import alias_modules
 from caasl_envs.reward.avici import AVICIModel
 from caasl_envs.reward.base import (
@@ -73,7 +74,7 @@ def _shipped_avici(name: str) -> Callable[..., RewardModel]:
     ``weights/<name>.pt`` (card: ``<name>.md``)."""
 
     def load(device: str = "cpu") -> RewardModel:
-        return load_avici(WEIGHTS_DIR / f"{name}.pt", device=device)
+        return load_avici(verify(WEIGHTS_DIR / f"{name}.pt"), device=device)
 
     return load
 

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from caasl_envs.optional import require
 from caasl_envs.reward.avici import AVICIModel
 
 HUGGINGFACE_REPO = "larslorch/avici"
@@ -221,12 +222,7 @@ def load_official_avici(name: str, expects_counts: bool | None = None, **hub_kwa
         raise ValueError(
             f"unknown official AVICI model {name!r}; expected one of {sorted(OFFICIAL_MODELS)}"
         )
-    try:
-        from huggingface_hub import hf_hub_download
-    except ImportError as err:
-        raise ImportError(
-            "load_official_avici needs huggingface_hub: pip install 'caasl[hub]'"
-        ) from err
+    hf_hub_download = require("huggingface_hub", purpose="load_official_avici").hf_hub_download
     kwargs_path = hf_hub_download(HUGGINGFACE_REPO, f"{name}/kwargs.json", **hub_kwargs)
     hf_hub_download(HUGGINGFACE_REPO, f"{name}/checkpoint_0300000.pkl", **hub_kwargs)
     counts = OFFICIAL_MODELS[name] if expects_counts is None else expects_counts

@@ -40,6 +40,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from caasl_envs.core import resolve_device
+from caasl_envs.optional import require
 
 __all__ = ["Distributed"]
 
@@ -122,9 +123,8 @@ class Distributed:
         """TensorBoard's ``SummaryWriter`` on rank 0; a writer that discards on the others."""
         if not self.is_main:
             return _Discard()
-        from torch.utils.tensorboard import SummaryWriter
-
-        return SummaryWriter(str(folder))
+        tensorboard = require("torch.utils.tensorboard", "reward-model training logs", "tensorboard")
+        return tensorboard.SummaryWriter(str(folder))
 
     def _device(self) -> torch.device:
         # nccl reduces CUDA tensors only; gloo CPU ones
