@@ -12,6 +12,7 @@ extra              import name      what it adds
 ``bench``          causallearn      the GES baseline of ``benchmarks/reward_quality.py``
 ``zoo``            rl_zoo3          ``python -m rl_zoo3.train ... --gym-packages caasl_envs``
 ``official``       avici, jax, ...  the official JAX AVICI (side-by-side benchmark)
+``real``           cdt, pgmpy       rebuilding the shipped real-data files
 =================  ===============  ==================================================
 
 Use :func:`require` instead of a bare ``import`` for each of them::
@@ -39,6 +40,8 @@ EXTRAS: dict[str, str] = {
     "jax": "official",
     "haiku": "official",
     "optax": "official",
+    "cdt": "real",
+    "pgmpy": "real",
 }
 
 
