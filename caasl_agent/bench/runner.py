@@ -58,6 +58,7 @@ from caasl_envs.core import resolve_device
 from caasl_envs.moved import current_module_name
 from caasl_envs.reward import RewardModel, available_reward_models, is_reward_model_spec
 from caasl_envs.reward.exact import MAX_EXACT_D
+from caasl_envs.reward.gp import MAX_GP_D
 from caasl_envs.scm import SIMULATORS
 
 __all__ = [
@@ -333,7 +334,8 @@ scale-free graphs, non-Gaussian noise and shift interventions)."""
 
 def scorer_for(scorer: Any, setting: Setting) -> Any:
     """The model that computes a setting's metrics: ``"auto"`` (the default) is
-    :data:`AUTO_SCORER` for linear settings with ``d <= MAX_EXACT_D`` and ``None`` otherwise;
+    :data:`AUTO_SCORER` for linear settings with ``d <= MAX_EXACT_D``, ``exact-gp`` for RFF
+    settings with ``d <= MAX_GP_D``, and ``None`` otherwise;
     ``None`` or ``"reward"`` is the environment's own reward model; a name or model is itself;
     a mapping ``{setting name or "*": scorer}`` picks per setting."""
     if isinstance(scorer, Mapping):
@@ -342,6 +344,8 @@ def scorer_for(scorer: Any, setting: Setting) -> Any:
         return None
     if scorer == "auto":
         kwargs = setting.env_kwargs()
+        if kwargs.get("simulator") == "rff":  # nonlinear mechanisms: the GP posterior, d <= 10
+            return "exact-gp" if kwargs.get("d", 10) <= MAX_GP_D else None
         linear = kwargs.get("simulator", "linear") == "linear"
         return AUTO_SCORER if linear and kwargs.get("d", 10) <= MAX_EXACT_D else None
     return scorer

@@ -21,6 +21,9 @@ Suites (docs/design.md §3):
 * ``real`` (v1): ``caasl/Sachs-v0`` (scored against the 17-edge reference of Sachs et al. 2005
   and against cdt's 18-edge one) and ``caasl/GeneNetwork-v0`` on each of its four fitted
   networks, d = 12; 30 episodes (docs/real-data.md).
+* ``nonlinear`` (v1): present when ``caasl/NonlinearRFF-v0`` is registered (random-Fourier-
+  feature mechanisms); in-distribution, shift interventions, Laplace noise, heteroscedastic
+  noise, scale-free graphs and ``d + 5``.
 * ``tiny`` (v1): two small settings (``d`` = 4 and 5, budget 3) for tests and smoke runs.
 
 New suites: :func:`register_suite`.
@@ -266,4 +269,34 @@ register_suite("linear", _linear_suite)
 register_suite("sergio", _sergio_suite)
 register_suite("sergio-perturbseq", _sergio_perturbseq_suite)
 register_suite("tiny", _tiny_suite)
+
+
+def _nonlinear_suite() -> Suite | None:
+    """Random-Fourier-feature mechanisms (AVICI's rff family; docs/nonlinear.md)."""
+    env_id, shift = "caasl/NonlinearRFF-v0", "caasl/NonlinearRFFShift-v0"
+    d = _registered_d(env_id)
+    if d is None or shift not in gym.registry:
+        return None
+    return Suite(
+        name="nonlinear",
+        version=1,
+        episodes=30,
+        description="RFF (nonlinear) mechanisms: training setting and OOD settings",
+        settings=(
+            Setting("in-distribution", env_id, {}, "RFF, ER degree 3, d=10, Gaussian noise, do"),
+            Setting("shift", shift, {}, "shift interventions"),
+            Setting("laplace", env_id, {"noise": "laplace"}, "Laplace noise"),
+            Setting(
+                "heteroscedastic",
+                env_id,
+                {"mechanism": "heteroscedastic"},
+                "noise scale an RFF function of the parents",
+            ),
+            Setting("scale-free", env_id, {"graph": "scale_free"}, "scale-free graphs"),
+            Setting("d+5", env_id, {"d": d + 5}, f"d={d + 5}"),
+        ),
+    )
+
+
+register_suite("nonlinear", _nonlinear_suite)
 register_suite("real", _real_suite)

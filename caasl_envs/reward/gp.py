@@ -56,7 +56,7 @@ MAX_GP_D = 10
 HYPERS = ("centre", "grid")
 JITTERS = (1e-8, 1e-6, 1e-4)
 #: elements of one batch of kernel matrices (bounds memory: 8 bytes each)
-CHUNK_ELEMENTS = 1 << 22
+CHUNK_ELEMENTS = 1 << 20
 
 
 def _range(name: str, value: tuple[float, float], positive: bool = True) -> tuple[float, float]:
@@ -131,11 +131,15 @@ def gp_local_scores(
     """
     b, n, d = values.shape
     k, p = sets.k, sets.index.shape[1]
-    dev = values.device
-    # (B, d + k, n, n) squared differences per variable; padded set slots address zero blocks
-    diff2 = values.new_zeros(b, d + k, n, n)
-    diff2[:, :d] = (values.unsqueeze(2) - values.unsqueeze(1)).square().permute(0, 3, 1, 2)
-    index = sets.index.to(dev)
+    # (B, d + k, n, n) RBF factors exp(-(x_u - x'_u)^2 / (2 l^2)) per variable u and length
+    # scale; padded set slots address blocks of ones, so a set's kernel is a product over slots
+    diff2 = (values.unsqueeze(2) - values.unsqueeze(1)).square().permute(0, 3, 1, 2)
+    factors = {}
+    for ell in sorted({h[0] for h in hypers.tolist()}):
+        f = values.new_ones(b, d + k, n, n)
+        torch.mul(diff2, -0.5 / (ell * ell), out=f[:, :d]).exp_()
+        factors[ell] = f
+    index = sets.index.to(values.device)
     chunk = max(1, CHUNK_ELEMENTS // (b * n * n))
     out = values.new_empty(b, d, p)
     for j in range(d):
@@ -144,17 +148,41 @@ def gp_local_scores(
         y, count = (values[:, :, j] * m).unsqueeze(1), m.sum(-1, keepdim=True)
         for start in range(0, p, chunk):
             members = index[j, start : start + chunk]  # (Pc, k)
-            sq = diff2[:, members].sum(2)  # (B, Pc, n, n)
-            per_point = []
-            for ell, c, s in hypers.tolist():
-                kernel = (c * c) * torch.exp(sq / (-2.0 * ell * ell)) + mean_var
-                diag = (s * s) * m + (1.0 - m)  # noise on real rows, 1 on decoupled ones
-                kernel = kernel * keep + torch.diag_embed(diag).unsqueeze(1)
-                yy = y.expand(-1, kernel.shape[1], -1)
-                per_point.append(_log_likelihood(kernel, yy, count, f"variable {j}"))
+            per_point = [
+                _log_likelihood(
+                    _kernel(factors[ell], members, c * c, mean_var, s * s, m, keep),
+                    y.expand(-1, members.shape[0], -1),
+                    count,
+                    f"variable {j}",
+                )
+                for ell, c, s in hypers.tolist()
+            ]
             stacked = torch.stack(per_point, -1)
             out[:, j, start : start + chunk] = stacked.logsumexp(-1) - math.log(len(per_point))
     return out
+
+
+def _kernel(
+    factors: torch.Tensor,
+    members: torch.Tensor,
+    signal: float,
+    mean_var: float,
+    noise: float,
+    m: torch.Tensor,
+    keep: torch.Tensor,
+) -> torch.Tensor:
+    """``(B, Pc, n, n)`` kernel matrices of the parent sets ``members (Pc, k)`` from the RBF
+    ``factors (B, d + k, n, n)``: ``signal · prod + mean_var + noise I`` on the kept rows
+    (``m (B, n)``, ``keep (B, 1, n, n)``), identity rows elsewhere. In place, few temporaries."""
+    if members.shape[1] == 0:  # in-degree bound 0: every kernel is the constant one
+        kernel = factors.new_ones(factors.shape[0], members.shape[0], *factors.shape[2:])
+    else:
+        kernel = factors.index_select(1, members[:, 0])
+    for slot in range(1, members.shape[1]):
+        kernel.mul_(factors.index_select(1, members[:, slot]))
+    kernel.mul_(signal).add_(mean_var).mul_(keep)
+    kernel.diagonal(dim1=-2, dim2=-1).add_((noise * m + (1.0 - m)).unsqueeze(1))
+    return kernel
 
 
 class GPPosterior(ExactLinearGaussianPosterior):
