@@ -117,6 +117,7 @@ def test_cli_says_when_ray_does_not_start(tmp_path, monkeypatch, capsys):
         ("dask", 1, None, "unknown backend 'dask'"),
         ("ray", 2, None, "workers is for the local backend"),
         ("local", 1, "auto", "address is for the ray backend"),
+        ("local", 0, None, "workers must be an integer >= 1"),
     ],
 )
 def test_bad_backend_options(backend, workers, address, match):

@@ -10,6 +10,8 @@ import pytest
 import torch
 from stable_baselines3 import A2C, PPO, SAC
 
+from caasl_agent.bench.agents import CallableAgent, IncompatibleAgentError, load_agent, load_sb3
+from caasl_agent.bench.backends import make_executor
 from caasl_agent.bench.baselines import (
     BASELINES,
     PLANNING_BASELINES,
@@ -19,13 +21,7 @@ from caasl_agent.bench.baselines import (
 )
 from caasl_agent.bench.cli import parse_reward_model
 from caasl_agent.bench.reports import TABLE_METRICS, BenchmarkResults
-from caasl_agent.bench.runner import (
-    CallableAgent,
-    IncompatibleAgentError,
-    benchmark,
-    load_agent,
-    load_sb3,
-)
+from caasl_agent.bench.runner import benchmark
 from caasl_agent.bench.suites import Setting, Suite, get_suite
 from caasl_envs import make_sb3_vec_env, metrics
 
@@ -455,7 +451,7 @@ def test_worker_processes_give_the_same_results_as_one_process():
             suite="tiny",
             episodes=2,
             reward_model="partial-correlation",
-            workers=workers,
+            executor=make_executor("local", workers, None),
             progress=False,
         )
 
@@ -489,7 +485,7 @@ def test_policy_of_another_simulator_is_skipped_with_the_reason():
     [
         ({"episodes": 1.7}, "episodes must be an integer"),
         ({"episodes": 0}, "episodes must be an integer"),
-        ({"workers": 0}, "workers must be an integer"),
+        ({"executor": "pool"}, "executor must have a map_unordered"),
         ({"settings": []}, "no settings selected"),
         ({"reward_model": {"d4": "nope"}}, "unknown reward model 'nope' for setting 'd4'"),
         ({"reward_model": {"nope": "constant-prior"}}, r"does not have: \['nope'\]"),
@@ -502,7 +498,7 @@ def test_bad_benchmark_arguments_fail_before_any_run(kwargs, match):
         ran.append(1)
         return np.zeros((obs["history"].shape[0], 2 * obs["history"].shape[2]))
 
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises((ValueError, TypeError), match=match):
         benchmark([agent], suite="tiny", **{"episodes": 2, **kwargs}, progress=False)
     assert not ran
 

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 import caasl_agent
-from caasl_agent.bench.runner import benchmark, load_sb3
+from caasl_agent.bench.agents import load_sb3
+from caasl_agent.bench.runner import benchmark
 from caasl_agent.train import load_config, train
 from caasl_envs import CausalDesignEnv, load_reward_model
 from caasl_envs.core import resolve_device

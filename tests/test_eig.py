@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from caasl_agent.bench.agents import IncompatibleAgentError
 from caasl_agent.bench.baselines import make_baseline
 from caasl_agent.bench.eig import (
     EIGAgent,
@@ -18,7 +19,7 @@ from caasl_agent.bench.eig import (
     predictive_tables,
     sample_graphs,
 )
-from caasl_agent.bench.runner import IncompatibleAgentError, run_setting
+from caasl_agent.bench.runner import run_setting
 from caasl_agent.bench.suites import Setting
 from caasl_envs.reward import ExactLinearGaussianPosterior
 from caasl_envs.reward.bge import bge_local_scores

@@ -39,6 +39,7 @@ import torch
 from tqdm.auto import tqdm
 
 from caasl_agent.bench.reports import RunRecord
+from caasl_envs.checks import check_int
 from caasl_envs.optional import require
 
 __all__ = [
@@ -139,7 +140,7 @@ class ProcessPool:
     """``workers`` spawned processes on this machine (tasks and results are pickled)."""
 
     def __init__(self, workers: int):
-        self.workers = workers
+        self.workers = check_int("workers", workers, 1)
 
     def map_unordered(self, fn, items):
         with ProcessPoolExecutor(self.workers, mp_context=get_context("spawn")) as pool:
@@ -205,6 +206,7 @@ def make_executor(backend: str, workers: int, address: str | None) -> Executor:
     """The executor for ``backend`` (``"local"``: here or ``workers`` processes; ``"ray"``)."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
+    workers = check_int("workers", workers, 1)
     if backend == "ray":
         if workers != 1:
             raise ValueError(

@@ -17,12 +17,11 @@ change a random baseline (its randomness *is* the design rule).
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import torch
 
-from caasl_envs.histories import batched_observation
+from caasl_agent.bench.agents import BASELINES, Baseline, register_baseline
+from caasl_agent.bench.eig import EIGAgent, EIGBatchAgent
 from caasl_envs.reward import RewardModel, load_reward_model
 
 __all__ = [
@@ -38,56 +37,6 @@ __all__ = [
     "RoundRobinAgent",
     "make_baseline",
 ]
-
-
-class Baseline:
-    """Shared plumbing: observation parsing, action encoding and the SB3 ``predict`` signature.
-
-    Subclasses implement :meth:`choose`, which returns which variables to intervene on and
-    with which action values (before the environment's ``value_scale``).
-
-    :param target_only: emit the targets-only layout ``(B, d)`` instead of ``(B, 2d)``.
-    :param seed: seed of the baseline's random generator.
-    """
-
-    def __init__(self, target_only: bool = False, seed: int | None = 0):
-        self.target_only = bool(target_only)
-        self.seed = seed
-        self.rng = np.random.default_rng(seed)
-
-    def choose(
-        self,
-        history: np.ndarray,
-        mask: np.ndarray,
-        state: np.ndarray | None,
-        episode_start: np.ndarray,
-        deterministic: bool,
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """``targets (B, d)`` bool, ``values (B, d)`` in ``[-1, 1]`` and the next state."""
-        raise NotImplementedError
-
-    def predict(
-        self,
-        observation: dict[str, Any],
-        state: np.ndarray | None = None,
-        episode_start: np.ndarray | None = None,
-        deterministic: bool = False,
-    ) -> tuple[np.ndarray, np.ndarray | None]:
-        """Actions ``(B, 2d)`` (or ``(B, d)`` targets only; unbatched input gives ``(A,)``)."""
-        history, mask, single = batched_observation(observation)
-        b = history.shape[0]
-        if episode_start is None:
-            episode_start = np.full(b, state is None)
-        episode_start = np.asarray(episode_start, dtype=bool).reshape(b)
-        targets, values, state = self.choose(history, mask, state, episode_start, deterministic)
-        action = np.where(targets, 1.0, -1.0).astype(np.float32)
-        if not self.target_only:
-            action = np.concatenate([action, values.astype(np.float32)], axis=1)
-        return (action[0] if single else action), state
-
-    def __repr__(self) -> str:
-        layout = "targets-only" if self.target_only else "targets+values"
-        return f"{type(self).__name__}({layout}, seed={self.seed})"
 
 
 class RandomAgent(Baseline):
@@ -220,11 +169,7 @@ class PosteriorUncertaintyAgent(Baseline):
         return one_hot(target, d), np.repeat(sign[:, None], d, axis=1), None
 
 
-# The EIG designers subclass Baseline (defined above); the harness builds them by name too.
-from caasl_agent.bench.eig import EIGAgent, EIGBatchAgent  # noqa: E402
-
-#: Baseline names accepted by the benchmark harness and :func:`make_baseline`.
-BASELINES: dict[str, type[Baseline]] = {
+for _name, _cls in {
     "random": RandomAgent,
     "random-zero": RandomZeroValueAgent,
     "random-single": RandomSingleTargetAgent,
@@ -234,7 +179,8 @@ BASELINES: dict[str, type[Baseline]] = {
     "uncertainty": PosteriorUncertaintyAgent,
     "eig": EIGAgent,
     "eig-batch": EIGBatchAgent,
-}
+}.items():
+    register_baseline(_name, _cls)
 
 #: Baselines that plan with an exact posterior (~0.02-0.2 s of CPU per environment and step):
 #: not in the default agent lists of ``caasl bench`` and ``caasl demo``; name them to run them.

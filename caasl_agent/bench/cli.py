@@ -10,9 +10,11 @@ from pathlib import Path
 import torch
 
 from caasl_agent._argtypes import positive_int
+from caasl_agent.bench.agents import load_sb3
+from caasl_agent.bench.backends import make_executor
 from caasl_agent.bench.baselines import BASELINES, PLANNING_BASELINES
 from caasl_agent.bench.reports import REPORT_FILES
-from caasl_agent.bench.runner import benchmark, load_sb3
+from caasl_agent.bench.runner import benchmark
 from caasl_agent.bench.suites import Setting, Suite
 from caasl_agent.outputs import check_output_dir, remove_outputs
 from caasl_agent.pretrained import available_policies
@@ -88,12 +90,10 @@ def _bench(args: argparse.Namespace) -> None:
         scorer=parse_reward_model(args.scorer),
         settings=args.settings.split(",") if args.settings else None,
         reference=args.reference,
-        workers=args.workers,
         device=args.device,
         out=out,
-        backend=args.backend,
-        address=args.address,
         plots=not args.no_plots,
+        executor=make_executor(args.backend, args.workers, args.address),
     )
     results.print()
     print(

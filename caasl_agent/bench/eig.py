@@ -47,7 +47,7 @@ the memory). Latency: BENCHMARKS.md.
 designer learns nothing about the target's own mechanism from the row: the target is drawn
 from its predictive plus the shift and only the other variables' factors count. SERGIO
 (targets-only actions, count data) has no likelihood here: the designers refuse with
-:class:`~caasl_agent.bench.runner.IncompatibleAgentError` (the harness records the setting as
+:class:`~caasl_agent.bench.agents.IncompatibleAgentError` (the harness records the setting as
 skipped), as they do for ``d`` beyond the exact posterior's range.
 """
 
@@ -61,7 +61,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from caasl_agent.bench.baselines import Baseline
+from caasl_agent.bench.agents import Baseline, IncompatibleAgentError
 from caasl_envs.reward import ExactLinearGaussianPosterior, RewardModel, load_reward_model
 from caasl_envs.reward.bge import ParentSets, bge_posterior_scatter, pad_identity
 from caasl_envs.reward.exact import order_dp_forward
@@ -83,13 +83,6 @@ BLOCK_ELEMENTS = 1 << 23
 #: The (outcome, graph, variable) log densities are float32 (their sums and the log-mean-exp
 #: are float64); twice as fast, and a relative error of ~1e-7 on terms of order 10.
 SCORE_DTYPE = torch.float32
-
-
-def _incompatible(message: str) -> Exception:
-    # Imported here: the runner imports the baselines, which register these designers.
-    from caasl_agent.bench.runner import IncompatibleAgentError
-
-    return IncompatibleAgentError(message)
 
 
 @dataclass(frozen=True)
@@ -410,7 +403,7 @@ class EIGAgent(Baseline):
     ):
         super().__init__(target_only, seed)
         if target_only:
-            raise _incompatible(
+            raise IncompatibleAgentError(
                 "the EIG designers need a linear-Gaussian likelihood; a targets-only action "
                 "(SERGIO knockouts, count data) has none here"
             )
@@ -447,7 +440,7 @@ class EIGAgent(Baseline):
         """Posterior tables and Monte Carlo draws for one step of every environment."""
         d = history.shape[2]
         if d > self.posterior.max_d:
-            raise _incompatible(
+            raise IncompatibleAgentError(
                 f"the EIG designers plan with the exact posterior, d <= {self.posterior.max_d}; "
                 f"got d={d}"
             )

@@ -1,61 +1,49 @@
 """Benchmark harness: run experimental-design agents on a suite of fixed environments.
 
-**Agent protocol.** An agent is anything with Stable-Baselines3's
-``predict(observation, state=None, episode_start=None, deterministic=False) -> (action, state)``
-acting on batched observations ``{"history": (B, N, d, 2), "mask": (B, N)}`` (what the
-environments show; agents never see the hidden system), or a plain callable
-``observation -> action``. :func:`load_agent` resolves strings:
-
-* a baseline name (:data:`caasl_agent.bench.baselines.BASELINES`), built per setting for its ``d``,
-  action layout and reward model;
-* ``sb3:PATH`` — a Stable-Baselines3 ``.zip`` of any algorithm (SB3, sb3-contrib, CAASL), the
-  class read from the zip's ``data`` without unpickling anything;
-* ``caasl:NAME`` — a shipped CAASL policy, via ``caasl_agent.load_policy(NAME)``;
-* ``module:attr`` — an importable agent class (instantiated without arguments), agent object,
-  or callable.
+Agents follow the protocol of :mod:`caasl_agent.bench.agents` (Stable-Baselines3's
+``predict`` on batched observations, or a plain callable); strings are resolved there
+(:func:`~caasl_agent.bench.agents.load_agent`), baseline names here, per setting.
 
 **Runner.** :func:`benchmark` runs, for every setting of a suite, each agent on *one* batched
 :class:`~caasl_envs.CausalDesignVectorEnv` holding all of the setting's episodes (one
 simulator call and one reward-model forward per step), seeded per episode by the suite, and
 records after reset and after every experiment: the return so far and every metric of
 :mod:`caasl_envs.metrics` computed from the environment's edge probabilities. Deterministic
-and/or stochastic policy evaluation (``modes``); the reports say which. Results are
-reproducible: a run is a function of the suite, the seed, the agents and the reward model.
-Reports (tables, CSV/JSON, plots, saved edge probabilities): :mod:`caasl_agent.bench.reports`.
+and/or stochastic policy evaluation (``modes``); the reports say which. The runs execute where
+an executor puts them (:mod:`caasl_agent.bench.backends`: this process, worker processes, Ray).
+Results are reproducible: a run is a function of the suite, the seed, the agents and the reward
+model. Reports (tables, CSV/JSON, plots, saved edge probabilities):
+:mod:`caasl_agent.bench.reports`.
 """
 
 from __future__ import annotations
 
-import base64
-import importlib
-import inspect
-import pickletools
 import random
 import time
 import warnings
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 import torch
-from stable_baselines3 import A2C, DDPG, DQN, PPO, SAC, TD3
-from stable_baselines3.common.base_class import BaseAlgorithm
 
-from caasl_agent.bench.backends import execute, make_executor
-from caasl_agent.bench.baselines import BASELINES, make_baseline
+from caasl_agent.bench.agents import (
+    BASELINES,
+    IncompatibleAgentError,
+    agent_label,
+    check_compatible,
+    load_agent,
+)
+from caasl_agent.bench.backends import Executor, InProcess, execute
+from caasl_agent.bench.baselines import make_baseline
 from caasl_agent.bench.reports import BenchmarkResults, RunRecord
 from caasl_agent.bench.suites import Setting, Suite, get_suite
-from caasl_agent.caasl import CAASL
-from caasl_agent.policies import action_entries_per_variable
-from caasl_agent.pretrained import load_policy
-from caasl_agent.serialization import load_checked, read_zip_data, safe_custom_objects
 from caasl_envs import CausalDesignVectorEnv, metrics
 from caasl_envs.checks import check_int
 from caasl_envs.core import resolve_device
-from caasl_envs.moved import current_module_name
 from caasl_envs.reward import RewardModel, available_reward_models, is_reward_model_spec
 from caasl_envs.reward.exact import MAX_EXACT_D
 from caasl_envs.reward.gp import MAX_GP_D
@@ -63,203 +51,12 @@ from caasl_envs.scm import SIMULATORS
 
 __all__ = [
     "MODES",
-    "Agent",
-    "CallableAgent",
-    "IncompatibleAgentError",
     "benchmark",
-    "load_agent",
-    "load_sb3",
     "run_setting",
     "setting_env",
 ]
 
 MODES = ("deterministic", "stochastic")
-
-
-@runtime_checkable
-class Agent(Protocol):
-    """Stable-Baselines3's prediction interface, on batched observations."""
-
-    def predict(
-        self,
-        observation: dict[str, np.ndarray],
-        state: Any = None,
-        episode_start: np.ndarray | None = None,
-        deterministic: bool = False,
-    ) -> tuple[np.ndarray, Any]:
-        """``(B, A)`` actions for ``B`` observations, and the next recurrent state."""
-        ...
-
-
-class IncompatibleAgentError(ValueError):
-    """The agent cannot act in this setting (e.g. an MLP policy trained for another ``d``)."""
-
-
-class CallableAgent:
-    """Wrap a plain callable ``observation -> actions (B, A)`` as an :class:`Agent`."""
-
-    def __init__(self, fn: Callable[[dict[str, np.ndarray]], Any]):
-        if not callable(fn):
-            raise TypeError(f"expected a callable observation -> action, got {fn!r}")
-        self.fn = fn
-
-    def predict(self, observation, state=None, episode_start=None, deterministic=False):
-        action = self.fn(observation)
-        if torch.is_tensor(action):
-            action = action.detach().cpu().numpy()
-        return np.asarray(action, dtype=np.float32), state
-
-    def __repr__(self) -> str:
-        return f"CallableAgent({getattr(self.fn, '__qualname__', self.fn)!r})"
-
-
-# --------------------------------------------------------------------------- loaders
-def _algorithm_classes() -> list[type]:
-    """Every SB3-style algorithm class: SB3's, sb3-contrib's when it is installed, CAASL."""
-    classes: list[type] = [PPO, A2C, SAC, TD3, DDPG, DQN]
-    try:
-        contrib = importlib.import_module("sb3_contrib")
-    except ImportError:  # an optional dependency
-        contrib = None
-    names = ("TQC", "TRPO", "ARS", "CrossQ", "QRDQN", "RecurrentPPO", "MaskablePPO")
-    classes += [getattr(contrib, n) for n in names if hasattr(contrib, n)]
-    return [*classes, CAASL]
-
-
-def _pickled_global(serialized: str) -> tuple[str, str] | None:
-    """``(module, name)`` of the class a base64 cloudpickle refers to, read by disassembling
-    the pickle (nothing is executed); a moved module by its current name."""
-    strings: list[str] = []
-    try:
-        for op, arg, _ in pickletools.genops(base64.b64decode(serialized)):
-            if op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE"):
-                strings.append(arg)
-            elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
-                return current_module_name(strings[-2]), strings[-1]
-            elif op.name == "GLOBAL":
-                module, name = arg.split(" ", 1)
-                return current_module_name(module), name
-    except Exception:  # a malformed pickle only means: no hint
-        return None
-    return None
-
-
-def _sb3_algorithm(path: Path) -> type:
-    """The algorithm class that saved ``path``: the one whose policy aliases contain the saved
-    policy class and whose constructor arguments best match the saved hyperparameters."""
-    data = read_zip_data(path)[1]  # nothing unpickled
-    policy = data.get("policy_class", {})
-    found = _pickled_global(policy.get(":serialized:", "")) if isinstance(policy, dict) else None
-    candidates = []
-    for cls in _algorithm_classes():
-        policies = getattr(cls, "policy_aliases", {}).values()
-        if found is None or any((p.__module__, p.__qualname__) == found for p in policies):
-            params = set(inspect.signature(cls.__init__).parameters) - {"self", "policy", "env"}
-            saved = set(data)
-            candidates.append((len(params & saved) - len(params - saved), cls))
-    if not candidates:
-        raise ValueError(
-            f"{path}: no installed algorithm uses the saved policy class {found}; "
-            "pass the algorithm class explicitly: load_sb3(path, algorithm=...)"
-        )
-    # Highest score wins; among equals the first listed (PPO before A2C) stays first.
-    return max(candidates, key=lambda c: c[0])[1]
-
-
-def load_sb3(
-    path: str | Path,
-    algorithm: type | None = None,
-    device: str = "cpu",
-    trust_pickles: bool = False,
-):
-    """Load a Stable-Baselines3 model of any algorithm from its ``.zip``.
-
-    Safe by default: the zip's pickled entries are rebuilt from an allow-list
-    (:mod:`caasl_agent.serialization`); ``trust_pickles=True`` unpickles them as SB3 does, for
-    a file one trusts.
-
-    :param algorithm: the algorithm class; detected from the zip when ``None``.
-    """
-    path = Path(path)
-    if not path.exists() and path.with_suffix(".zip").exists():
-        path = path.with_suffix(".zip")
-    if not path.is_file():
-        raise FileNotFoundError(f"no Stable-Baselines3 model at {path}")
-    resolve_device(device)  # SB3 would silently fall back to the CPU
-    cls = algorithm or _sb3_algorithm(path)
-    if not trust_pickles:
-        return load_checked(cls.load, path, device=device, custom_objects=safe_custom_objects(path))
-    if "trust_pickles" in inspect.signature(cls.load).parameters:  # CAASL
-        return cls.load(path, device=device, trust_pickles=True)
-    return load_checked(cls.load, path, device=device)
-
-
-def load_agent(spec: Any) -> Any:
-    """Resolve an agent spec (see the module docstring) that is not a baseline name."""
-    if not isinstance(spec, str):
-        if isinstance(spec, Agent):
-            return spec
-        if callable(spec):
-            return CallableAgent(spec)
-        raise TypeError(f"an agent needs a predict() method or must be callable, got {spec!r}")
-    if spec in BASELINES:
-        raise ValueError(f"{spec!r} is a baseline: it is built per setting by benchmark()")
-    if spec.startswith("sb3:"):
-        return load_sb3(spec[4:])
-    if spec.startswith("caasl:"):
-        return load_policy(spec[6:])
-    if ":" in spec:
-        module_name, _, attr = spec.partition(":")
-        try:
-            obj = importlib.import_module(module_name)
-        except ImportError as err:
-            raise ValueError(f"cannot import module {module_name!r} of agent {spec!r}") from err
-        for part in attr.split("."):
-            if not hasattr(obj, part):
-                raise ValueError(f"agent {spec!r}: {module_name} has no attribute {attr!r}")
-            obj = getattr(obj, part)
-        return load_agent(obj() if inspect.isclass(obj) else obj)
-    raise ValueError(
-        f"unknown agent {spec!r}: expected a baseline ({', '.join(BASELINES)}), 'sb3:PATH', "
-        "'caasl:NAME' or 'module:attr'"
-    )
-
-
-def agent_label(spec: Any) -> str:
-    """The name an agent has in tables and files."""
-    if isinstance(spec, str):
-        return spec
-    return str(
-        getattr(spec, "name", None) or getattr(spec, "__name__", None) or type(spec).__name__
-    )
-
-
-def _check_compatible(agent: Any, vec: CausalDesignVectorEnv) -> None:
-    """SB3 models with a fixed observation space cannot act at another ``d``; CAASL policies act
-    at any ``d`` but only with the action layout they were trained for."""
-    if not isinstance(agent, BaseAlgorithm):
-        return
-    if type(agent).__module__.startswith("caasl_agent"):
-        layouts = {1: "targets only", 2: "targets and values"}
-        have = action_entries_per_variable(agent.observation_space, agent.action_space)
-        want = 1 if vec.core.target_only else 2
-        if have != want:
-            raise IncompatibleAgentError(
-                f"this CAASL policy acts with {layouts[have]} per variable, the setting takes "
-                f"{layouts[want]} (a policy trained on another simulator?)"
-            )
-        return
-    want = vec.single_observation_space
-    have = agent.observation_space
-    for key in ("history", "mask"):
-        if key not in getattr(have, "spaces", {}) or have[key].shape != want[key].shape:
-            raise IncompatibleAgentError(
-                f"{type(agent).__name__} was trained on observations {have}, this setting has {want}"
-            )
-    if agent.action_space.shape != vec.single_action_space.shape:
-        raise IncompatibleAgentError(
-            f"action shape {agent.action_space.shape} != the setting's {vec.single_action_space.shape}"
-        )
 
 
 # --------------------------------------------------------------------------- runner
@@ -417,7 +214,7 @@ def _prepare_agent(agent: Any, vec: CausalDesignVectorEnv, agent_seed: int) -> A
         }
         return make_baseline(agent, core.target_only, agent_seed, core.reward_model, env)
     agent = load_agent(agent)
-    _check_compatible(agent, vec)
+    check_compatible(agent, vec)
     return agent
 
 
@@ -520,14 +317,12 @@ def benchmark(
     reward_model: Any = None,
     settings: Sequence[str] | None = None,
     reference: str | None = None,
-    workers: int = 1,
     device: str = "cpu",
     progress: bool = True,
     out: str | Path | None = None,
-    backend: str = "local",
-    address: str | None = None,
     plots: bool = True,
     scorer: Any = "auto",
+    executor: Executor | None = None,
 ) -> BenchmarkResults:
     """Benchmark agents on every setting of a suite.
 
@@ -542,26 +337,26 @@ def benchmark(
         ``{setting or "*": model}``.
     :param settings: names of the settings to run (default: all).
     :param reference: agent label for the paired comparison (default: the first agent).
-    :param workers: run this many tasks at once in worker processes (agents must be
-        picklable); local backend only.
     :param out: when given, keep every finished run in ``out/runs/`` and, once all have
         finished, write every report there (:meth:`BenchmarkResults.save`); rerunning the same
         call runs only the missing tasks, and a folder of another benchmark is refused
         (:mod:`caasl_agent.bench.backends`).
-    :param backend: ``"local"`` (this process, or ``workers`` processes) or ``"ray"`` (one Ray
-        task per (setting, agent, mode)).
-    :param address: the Ray cluster to join (``"auto"``, ``"ray://HOST:PORT"``); ``None``
-        starts a local Ray instance.
     :param plots: write the plots with the reports.
     :param scorer: the model whose edge probabilities give the metrics (see :func:`scorer_for`):
         by default the exact posterior for linear settings with ``d <= 14`` and the reward model
         elsewhere; ``"reward"`` always uses the reward model. ``return`` is always the reward.
+    :param executor: where the (setting, agent, mode) runs execute
+        (:mod:`caasl_agent.bench.backends`): :class:`~caasl_agent.bench.backends.InProcess`
+        (the default), ``ProcessPool(workers)`` or ``RayCluster(address)`` (agents must be
+        picklable for the last two); ``make_executor(backend, workers, address)`` builds one
+        from the command line's options.
     :raises BenchmarkFailed: when some runs raised (named), after the others finished.
     """
     suite = get_suite(suite)
     episodes = check_int("episodes", suite.episodes if episodes is None else episodes, 1)
-    workers, seed = check_int("workers", workers, 1), check_int("seed", seed, 0)
-    executor = make_executor(backend, workers, address)
+    seed = check_int("seed", seed, 0)
+    if executor is not None and not callable(getattr(executor, "map_unordered", None)):
+        raise TypeError(f"executor must have a map_unordered(fn, items) method, got {executor!r}")
     resolve_device(device)  # an absent device fails here, not inside the first run
     _check_options(suite, settings, modes)
     items = _labelled_agents(agents)
@@ -574,7 +369,9 @@ def benchmark(
     scorer_of = {s.name: scorer_for(scorer, s) for s in chosen}
     _check_reward_models(None, scorer_of, suite)
     tasks = _make_tasks(suite, chosen, items, modes, episodes, seed, model_of, device, scorer_of)
-    runs, skipped, timings = _collect(tasks, execute(_run_task, tasks, executor, out, progress))
+    runs, skipped, timings = _collect(
+        tasks, execute(_run_task, tasks, executor or InProcess(), out, progress)
+    )
     meta = {
         "format": "caasl-benchmark/1",
         "suite": suite.name,
