@@ -26,8 +26,8 @@ import argparse
 import torch
 
 from caasl_envs import load_reward_model
+from caasl_envs.inference import standardize_counts
 from caasl_envs.metrics import all_metrics
-from caasl_envs.reward.avici import standardize_counts
 from caasl_envs.reward.base import ConstantRewardModel, PartialCorrelationRewardModel
 from caasl_envs.reward.training.train_sergio import SERGIO_HELDOUT, SergioDatasetSampler
 

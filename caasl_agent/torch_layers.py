@@ -25,8 +25,8 @@ import torch.nn.functional as F
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
+from caasl_envs import inference as avici  # the kernels AVICI shares; no reward model
 from caasl_envs.histories import check_history, history_space_dims
-from caasl_envs.reward import avici
 
 Standardization = Literal["none", "zscore", "counts"]
 STANDARDIZATIONS = ("none", "zscore", "counts")

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 import caasl_envs
-from caasl_envs.reward.avici import AVICIModel, standardize_counts, standardize_real
+from caasl_envs.inference import standardize_counts, standardize_real
+from caasl_envs.reward.avici import AVICIModel
 from caasl_envs.reward.official import (
     InertStub,
     load_official_avici,
@@ -267,9 +268,9 @@ def _check_inference_path(module: torch.nn.Module, x: torch.Tensor, mask) -> tor
 def test_inference_path_matches_differentiable_path(masked, monkeypatch):
     """The in-place inference path (centred stream, RMS norms, folded weights, workspace,
     batch chunks, softmax without the maximum) against the autograd path, in float64."""
-    from caasl_envs.reward import avici
+    from caasl_envs import inference
 
-    monkeypatch.setattr(avici, "INFERENCE_CHUNK_TOKENS", 2 * 9 * 5)  # chunks of 2 datasets
+    monkeypatch.setattr(inference, "INFERENCE_CHUNK_TOKENS", 2 * 9 * 5)  # chunks of 2 datasets
     torch.manual_seed(1)
     model = AVICIModel(dim=16, layers=2, num_heads=4, key_size=4).double().eval()
     with torch.no_grad():  # non-trivial LayerNorm affines, so the folding is exercised
@@ -340,7 +341,7 @@ def test_inference_cache_follows_parameter_updates():
 def test_softmax_in_place(case):
     """The inference softmax against ``torch.softmax``: its fast path (no maximum) and both
     fallbacks (a score above the exp limit; rows whose exponentials underflow)."""
-    from caasl_envs.reward.avici import _softmax_
+    from caasl_envs.inference import _softmax_
 
     gen = torch.Generator().manual_seed(0)
     for t in (10, 60):
@@ -376,9 +377,9 @@ def test_softmax_in_place(case):
 def test_policy_encoder_inference_path(standardization, padded, monkeypatch):
     """The policy encoder shares the reward model's inference path (eval mode, no autograd)."""
     from caasl_agent.torch_layers import CAASLEncoder
-    from caasl_envs.reward import avici
+    from caasl_envs import inference
 
-    monkeypatch.setattr(avici, "INFERENCE_CHUNK_TOKENS", 2 * 8 * 5)  # chunks of 2 histories
+    monkeypatch.setattr(inference, "INFERENCE_CHUNK_TOKENS", 2 * 8 * 5)  # chunks of 2 histories
     torch.manual_seed(0)
     encoder = CAASLEncoder(
         embed_dim=16, n_layers=2, n_heads=4, ff_dim=32, dropout=0.1, standardization=standardization
@@ -396,7 +397,7 @@ def test_policy_encoder_inference_path(standardization, padded, monkeypatch):
 
 
 def test_inference_workspace_reuses_memory_and_stays_bounded():
-    from caasl_envs.reward.avici import _MAX_VIEWS, InferenceWorkspace
+    from caasl_envs.inference import _MAX_VIEWS, InferenceWorkspace
 
     workspace = InferenceWorkspace(torch.float32, torch.device("cpu"))
     big = workspace.get("A", (4, 5))

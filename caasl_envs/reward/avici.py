@@ -24,18 +24,14 @@ residual stream is kept centred so that every LayerNorm is an RMS norm, the Laye
 and the attention scale are folded into the weights once (cached), the blocks update the stream
 in place with every intermediate in buffers reused from call to call (no page faults), the
 batch runs in cache-sized chunks, and the softmax skips the row maximum when no score can
-overflow. The policy encoder (:class:`caasl_agent.CAASLEncoder`) uses the same attention and
-buffers.
+overflow. These kernels live in :mod:`caasl_envs.inference`, which the policy encoder
+(:class:`caasl_agent.CAASLEncoder`) uses too.
 """
 
 from __future__ import annotations
 
-import math
 import operator
 import pickle
-import threading
-import weakref
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -43,9 +39,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from caasl_envs.checks import resolve_device
+from caasl_envs.inference import (
+    LN_EPS,
+    InferenceWorkspace,
+    attention,
+    centred,
+    drop_workspaces,
+    inference_attention,
+    inference_chunks,
+    inference_workspace,
+    rms_normalised,
+    standardize_history,
+)
 from caasl_envs.reward.base import check_history
-
-_LN_EPS = 1e-5
 
 
 def _valid_mask(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -58,70 +64,6 @@ def _valid_mask(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
             "every dataset needs at least one valid row (mask is all False for some b)"
         )
     return mask
-
-
-def standardize_real(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Per-variable z-score over the valid samples (population std; divide by 1 where it is 0).
-
-    :param values: ``(B, n, d)`` raw values.
-    :param mask: ``(B, n)`` bool, valid rows.
-    :return: ``(B, n, d)`` standardised values, zero on padded rows.
-    """
-    w = mask.unsqueeze(-1).to(values.dtype)
-    count = w.sum(1, keepdim=True)
-    mean = (values * w).sum(1, keepdim=True) / count
-    centred = (values - mean) * w
-    std = (centred.square().sum(1, keepdim=True) / count).sqrt()
-    std = torch.where(std == 0, torch.ones_like(std), std)
-    return centred / std
-
-
-def standardize_counts(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """AVICI's count standardiser: log2 counts-per-million, global shift and scale, zeros -> 0.
-
-    Zero counts (including all-zero rows, 0/0) are missing; ``log2 CPM`` minus its minimum,
-    divided by its population std, both over all non-missing valid entries of the dataset.
-
-    :param values: ``(B, n, d)`` non-negative counts.
-    :param mask: ``(B, n)`` bool, valid rows.
-    :return: ``(B, n, d)`` standardised values; missing and padded entries are 0.
-    """
-    if bool((values < 0).any()):
-        raise ValueError("count data must be non-negative")
-    row_sum = values.sum(-1, keepdim=True)
-    present = (values > 0) & mask.unsqueeze(-1)
-    cpm = values / torch.where(row_sum > 0, row_sum, torch.ones_like(row_sum)) * 1e6
-    logs = torch.where(present, cpm, torch.ones_like(cpm)).log2()
-    num = present.sum((1, 2), keepdim=True).clamp(min=1).to(values.dtype)
-    low = torch.where(present, logs, torch.full_like(logs, float("inf"))).amin((1, 2), keepdim=True)
-    low = torch.where(torch.isfinite(low), low, torch.zeros_like(low))
-    mean = torch.where(present, logs, torch.zeros_like(logs)).sum((1, 2), keepdim=True) / num
-    var = (
-        torch.where(present, (logs - mean).square(), torch.zeros_like(logs)).sum(
-            (1, 2), keepdim=True
-        )
-        / num
-    )
-    std = var.sqrt()
-    std = torch.where(std == 0, torch.ones_like(std), std)
-    return torch.where(present, (logs - low) / std, torch.zeros_like(logs))
-
-
-def standardize_history(x: torch.Tensor, valid: torch.Tensor, counts: bool) -> torch.Tensor:
-    """AVICI's input standardisation, shared with the policy encoder
-    (:class:`caasl_agent.CAASLEncoder`).
-
-    :param x: ``(B, n, d, 2)`` raw history.
-    :param valid: ``(B, n)`` bool, valid rows (each dataset needs at least one).
-    :param counts: count data (:func:`standardize_counts`) or real values
-        (:func:`standardize_real`).
-    :return: ``(B, n, d, 2)``: channel 0 standardised, channel 1 (the intervened flag) kept;
-        both zero on padded rows.
-    """
-    standardizer = standardize_counts if counts else standardize_real
-    values = standardizer(x[..., 0], valid)
-    flags = x[..., 1] * valid.unsqueeze(-1).to(x.dtype)
-    return torch.stack([values, flags], dim=-1)
 
 
 class _MultiHeadAttention(nn.Module):
@@ -150,11 +92,11 @@ class _Block(nn.Module):
         self, dim: int, num_heads: int, key_size: int, widening_factor: int, dropout: float
     ):
         super().__init__()
-        self.ln_q = nn.LayerNorm(dim, eps=_LN_EPS)
-        self.ln_k = nn.LayerNorm(dim, eps=_LN_EPS)
-        self.ln_v = nn.LayerNorm(dim, eps=_LN_EPS)
+        self.ln_q = nn.LayerNorm(dim, eps=LN_EPS)
+        self.ln_k = nn.LayerNorm(dim, eps=LN_EPS)
+        self.ln_v = nn.LayerNorm(dim, eps=LN_EPS)
         self.attention = _MultiHeadAttention(dim, num_heads, key_size)
-        self.ln_ff = nn.LayerNorm(dim, eps=_LN_EPS)
+        self.ln_ff = nn.LayerNorm(dim, eps=LN_EPS)
         self.ff_in = nn.Linear(dim, widening_factor * dim)
         self.ff_out = nn.Linear(widening_factor * dim, dim)
         self.dropout = nn.Dropout(dropout)
@@ -180,21 +122,21 @@ class _Block(nn.Module):
         """Differentiable block: ``z (B, n, d, dim)`` -> ``(B, n, d, dim)``, attending over the
         samples (``key_mask (B, n)`` bool or None) or over the variables."""
         w_qkv, b_qkv = self.folded_qkv()
-        qkv = F.linear(F.layer_norm(z, z.shape[-1:], eps=_LN_EPS), w_qkv, b_qkv)
-        out = _attention(qkv, self.attention.num_heads, over_samples, key_mask)
+        qkv = F.linear(F.layer_norm(z, z.shape[-1:], eps=LN_EPS), w_qkv, b_qkv)
+        out = attention(qkv, self.attention.num_heads, over_samples, key_mask)
         z = z + self.dropout(self.attention.linear(out))
         return z + self.dropout(self.ff_out(F.relu(self.ff_in(self.ln_ff(z)))))
 
     def inference_weights(self) -> tuple[torch.Tensor, ...]:
         """:meth:`folded_qkv`, the feed-forward LayerNorm affine folded likewise into ``ff_in``,
-        and the two residual outputs centred (:func:`_centred`), as ``(w_qkv^T, b_qkv,
+        and the two residual outputs centred (:func:`centred`), as ``(w_qkv^T, b_qkv,
         w_attention_out^T, b_attention_out, w_ff^T, b_ff, w_ff_out^T, b_ff_out)``, the weights
         transposed to ``(in, out)`` views."""
         w_qkv, b_qkv = self.folded_qkv()
         w_ff = self.ff_in.weight * self.ln_ff.weight
         b_ff = self.ff_in.weight @ self.ln_ff.bias + self.ff_in.bias
-        w_att, b_att = _centred(self.attention.linear)
-        w_out, b_out = _centred(self.ff_out)
+        w_att, b_att = centred(self.attention.linear)
+        w_out, b_out = centred(self.ff_out)
         return w_qkv.t(), b_qkv, w_att.t(), b_att, w_ff.t(), b_ff, w_out.t(), b_out
 
     def forward_(
@@ -207,7 +149,7 @@ class _Block(nn.Module):
     ) -> None:
         """Inference block, in place on the contiguous, centred ``z (B, n, d, dim)``.
 
-        ``z`` has mean zero over ``dim`` for every token (see :func:`_centred`), so each
+        ``z`` has mean zero over ``dim`` for every token (see :func:`centred`), so each
         LayerNorm is an RMS norm, and stays so since ``weights`` (:meth:`inference_weights`)
         centre what is added to it. The residual sums accumulate into ``z`` inside the matmuls
         (``addmm_``), the ReLU and softmax run in place and every intermediate lives in
@@ -221,234 +163,14 @@ class _Block(nn.Module):
         flat = z.view(-1, dim)
         tokens = flat.shape[0]
         qkv = workspace.get("A", (tokens, w_qkv.shape[1]))
-        torch.addmm(b_qkv, _rms_normalised(flat, workspace), w_qkv, out=qkv)
+        torch.addmm(b_qkv, rms_normalised(flat, workspace), w_qkv, out=qkv)
         out = inference_attention(
             qkv.view(b, n, d, -1), self.attention.num_heads, over_samples, key_mask, workspace
         )
         flat.addmm_(out, w_att).add_(b_att)
         hidden = workspace.get("B", (tokens, w_ff.shape[1]))
-        torch.addmm(b_ff, _rms_normalised(flat, workspace), w_ff, out=hidden).relu_()
+        torch.addmm(b_ff, rms_normalised(flat, workspace), w_ff, out=hidden).relu_()
         flat.addmm_(hidden, w_out).add_(b_out)
-
-
-class InferenceWorkspace:
-    """Buffers reused by every inference forward of one model in one thread, for one dtype and
-    device (see :func:`inference_workspace`): steady-state inference allocates nothing of the
-    activations' size, which on CPU otherwise costs page faults on every call (glibc returns
-    large freed blocks to the system)."""
-
-    def __init__(self, dtype: torch.dtype, device: torch.device) -> None:
-        self.dtype, self.device = dtype, device
-        self.buffers: dict[str, torch.Tensor] = {}
-        self.views: dict[tuple[str, tuple[int, ...]], torch.Tensor] = {}
-
-    def get(self, name: str, shape: tuple[int, ...]) -> torch.Tensor:
-        """An uninitialised contiguous tensor of ``shape``: the memory of every ``get`` of
-        ``name`` (grown when needed; views made once per shape)."""
-        view = self.views.get((name, shape))
-        if view is None:
-            if len(self.views) >= _MAX_VIEWS:  # histories of ever new shapes
-                self.views.clear()
-            numel = math.prod(shape)
-            buffer = self.buffers.get(name)
-            if buffer is None or buffer.numel() < numel:
-                with torch.inference_mode(False):  # a normal tensor: usable under no_grad too
-                    buffer = torch.empty(numel, dtype=self.dtype, device=self.device)
-                self.buffers[name] = buffer
-                self.views = {key: v for key, v in self.views.items() if key[0] != name}
-            view = self.views[name, shape] = buffer[:numel].view(shape)
-        return view
-
-
-_MAX_VIEWS = 512
-"""Views an :class:`InferenceWorkspace` keeps (about 20 per history shape) before it forgets
-them all."""
-
-_WORKSPACES = threading.local()
-
-
-def inference_workspace(model: nn.Module, like: torch.Tensor) -> InferenceWorkspace:
-    """``model``'s inference workspace for ``like``'s dtype and device in the calling thread
-    (dropped with the model)."""
-    by_model = getattr(_WORKSPACES, "by_model", None)
-    if by_model is None:
-        by_model = _WORKSPACES.by_model = weakref.WeakKeyDictionary()
-    workspaces = by_model.setdefault(model, {})
-    key = (like.dtype, like.device)
-    if key not in workspaces:
-        workspaces[key] = InferenceWorkspace(*key)
-    return workspaces[key]
-
-
-def _rms_normalised(flat: torch.Tensor, workspace: InferenceWorkspace) -> torch.Tensor:
-    """``flat (N, dim)`` divided by its root mean square over ``dim`` (``eps`` added to the
-    mean square), into ``workspace``: the LayerNorm of a centred input."""
-    tokens, dim = flat.shape
-    norm = torch.linalg.vector_norm(
-        flat, dim=-1, keepdim=True, out=workspace.get("norm", (tokens, 1))
-    )
-    rstd = workspace.get("rstd", (tokens, 1))
-    torch.addcmul(_eps(workspace), norm, norm, value=1.0 / dim, out=rstd).rsqrt_()
-    return torch.mul(flat, rstd, out=workspace.get("normalised", (tokens, dim)))
-
-
-def _eps(workspace: InferenceWorkspace) -> torch.Tensor:
-    """The LayerNorm ``eps`` as a scalar tensor of the workspace's dtype (made once)."""
-    eps = workspace.buffers.get("eps")
-    if eps is None:
-        with torch.inference_mode(False):
-            eps = workspace.buffers["eps"] = torch.tensor(
-                _LN_EPS, dtype=workspace.dtype, device=workspace.device
-            )
-    return eps
-
-
-def _centred(linear: nn.Linear) -> tuple[torch.Tensor, torch.Tensor]:
-    """``linear``'s weight ``(out, in)`` and bias ``(out,)`` minus their means over ``out``: its
-    output minus the output's mean over the features. A residual stream built only from such
-    outputs has mean zero over the features, where ``LayerNorm`` (without affine, which is folded
-    into the next linear) equals the cheaper RMS norm; every read of the stream is normalised,
-    so dropping the mean changes no output."""
-    return linear.weight - linear.weight.mean(0), linear.bias - linear.bias.mean()
-
-
-INFERENCE_CHUNK_TOKENS = 2048
-"""Without autograd the batch runs in chunks of about this many ``(sample, variable)`` tokens
-(at least one dataset): the activations of a chunk stay in the CPU caches."""
-
-
-def inference_chunks(b: int, n: int, d: int) -> list[slice]:
-    """The batch slices of :data:`INFERENCE_CHUNK_TOKENS` tokens (at least one dataset each)
-    that the inference paths run one after the other, for a batch ``(b, n, d, ...)``."""
-    step = max(1, INFERENCE_CHUNK_TOKENS // (n * d))
-    return [slice(start, start + step) for start in range(0, b, step)]
-
-
-_SHORT_SEQUENCE = 16
-"""Up to this many keys the exact softmax of the inference path (:func:`_softmax_`) is written
-out (max, subtract, exp, sum, divide, all in place): ``Tensor.softmax`` is slow on CPU on rows
-this short."""
-
-
-def _split_heads(
-    qkv: torch.Tensor, num_heads: int, over_samples: bool
-) -> tuple[torch.Tensor, int, int]:
-    """``qkv (B, n, d, 3 H K)`` as a ``(3, B, A, H, T, K)`` view (T the attended axis, A the
-    other) and ``A``, ``T``."""
-    b, n, d, width = qkv.shape
-    parts = qkv.view(b, n, d, 3, num_heads, width // (3 * num_heads))
-    if over_samples:
-        return parts.permute(3, 0, 2, 4, 1, 5), d, n
-    return parts.permute(3, 0, 1, 4, 2, 5), n, d
-
-
-def _merge_heads(out: torch.Tensor, over_samples: bool) -> torch.Tensor:
-    """``out (B, A, H, T, K)`` as a ``(B, n, d, H, K)`` view."""
-    return out.permute(0, 3, 1, 2, 4) if over_samples else out.permute(0, 1, 3, 2, 4)
-
-
-def _attention(
-    qkv: torch.Tensor, num_heads: int, over_samples: bool, key_mask: torch.Tensor | None
-) -> torch.Tensor:
-    """Differentiable softmax attention of every head over the samples or the variables.
-
-    :param qkv: ``(B, n, d, 3 H K)`` queries (already scaled by ``1 / sqrt(K)``), keys, values.
-    :param num_heads: ``H``.
-    :param over_samples: attend over ``n`` (each variable's samples) or over ``d``.
-    :param key_mask: ``(B, n)`` bool, samples that may be attended to (None: all); only used
-        over samples.
-    :return: ``(B, n, d, H K)`` contiguous.
-    """
-    b, n, d, _ = qkv.shape
-    parts, a, t = _split_heads(qkv, num_heads, over_samples)
-    q, key, v = parts.reshape(3, b * a, num_heads, t, -1)
-    mask = key_mask if over_samples else None
-    attn_mask = None if mask is None else mask.repeat_interleave(a, 0)[:, None, None, :]
-    out = F.scaled_dot_product_attention(q, key, v, attn_mask=attn_mask, scale=1.0)
-    return _merge_heads(out.view(b, a, num_heads, t, -1), over_samples).reshape(b, n, d, -1)
-
-
-def inference_attention(
-    qkv: torch.Tensor,
-    num_heads: int,
-    over_samples: bool,
-    key_mask: torch.Tensor | None,
-    workspace: InferenceWorkspace,
-    scale: float = 1.0,
-) -> torch.Tensor:
-    """:func:`_attention` without autograd, as two batched matmuls and a softmax in place, all
-    in ``workspace`` (buffers ``"A"``, ``"B"``, ``"C"``, ``"row"``); the scores are multiplied
-    by ``scale`` (1: the queries are already scaled). Returns ``(B n d, H K)``, in ``"A"``."""
-    b, n, d, width = qkv.shape
-    h, k = num_heads, width // (3 * num_heads)
-    parts, a, t = _split_heads(qkv, num_heads, over_samples)
-    heads = workspace.get("B", (3, b * a * h, t, k))
-    heads.view(parts.shape).copy_(parts)
-    q, key, v = heads
-    scores = workspace.get("A", (b * a * h, t, t))
-    row = workspace.get("row", (b * a * h, t, 1))
-
-    keep = None
-    if over_samples and key_mask is not None:
-        keep = workspace.get("keep", (b, 1, 1, t))
-        keep.copy_(key_mask[:, None, None, :])
-
-    def fill_scores() -> torch.Tensor:
-        if scale == 1.0:
-            return torch.bmm(q, key.transpose(1, 2), out=scores)
-        return torch.baddbmm(scores, q, key.transpose(1, 2), beta=0.0, alpha=scale, out=scores)
-
-    _softmax_(fill_scores(), row, fill_scores, keep)
-    attended = workspace.get("C", (b * a * h, t, k))
-    torch.bmm(scores, v, out=attended)
-    out = workspace.get("A", (b, n, d, h, k))
-    out.copy_(_merge_heads(attended.view(b, a, h, t, k), over_samples))
-    return out.view(b * n * d, h * k)
-
-
-_EXP_LIMIT = 64.0
-"""Scores below this (``exp(64) = 6e27``) can be exponentiated as they are in float32."""
-
-_TINY_SUM = 1e-25
-"""A row whose ``sum(exp(score))`` exceeds this has a term above ``1e-25 / T``: the terms that
-underflow (below ``1.2e-38``) weigh less than ``T * 1e-13`` of the sum."""
-
-
-def _softmax_(
-    scores: torch.Tensor,
-    row: torch.Tensor,
-    recompute: Callable[[], torch.Tensor],
-    keep: torch.Tensor | None,
-) -> None:
-    """Softmax over the last axis of ``scores (N, T, T)``, in place, over the keys where
-    ``keep (B, 1, 1, T)`` is 1 (0: masked; ``N`` a multiple of ``B``; None: all keys);
-    ``row (N, T, 1)`` is scratch, ``recompute()`` fills ``scores`` again.
-
-    On CPU in float32 or float64, when every score is below :data:`_EXP_LIMIT` (one reduction
-    over the whole tensor) the maximum is not subtracted: ``exp``, times ``keep``, row sums,
-    multiply, each one fast pass, where the row-wise maximum and ``Tensor.softmax`` are slow on
-    short rows (and ``exp`` is slow on the ``-inf`` of masked keys). When a score is larger or a row sum nearly
-    underflows (:data:`_TINY_SUM`) the scores are recomputed and the softmax subtracts the row
-    maximum.
-    """
-    n, t, _ = scores.shape
-    fast = scores.device.type == "cpu" and scores.dtype in (torch.float32, torch.float64)
-    if fast and float(scores.amax()) < _EXP_LIMIT:
-        scores.exp_()
-        if keep is not None:
-            scores.view(keep.shape[0], -1, t, t).mul_(keep)
-        torch.sum(scores, -1, keepdim=True, out=row)
-        if float(row.amin()) > _TINY_SUM:
-            scores.mul_(row.reciprocal_())
-            return
-        recompute()
-    if keep is not None:
-        scores.view(keep.shape[0], -1, t, t).masked_fill_(keep == 0, float("-inf"))
-    if t > _SHORT_SEQUENCE:
-        torch.ops.aten._softmax.out(scores, -1, False, out=scores)
-    else:
-        scores.sub_(torch.amax(scores, -1, keepdim=True, out=row)).exp_()
-        scores.div_(torch.sum(scores, -1, keepdim=True, out=row))
 
 
 class AVICIModel(nn.Module):
@@ -513,10 +235,10 @@ class AVICIModel(nn.Module):
         self.blocks = nn.ModuleList(
             _Block(dim, num_heads, key_size, widening_factor, dropout) for _ in range(2 * layers)
         )
-        self.final_norm = nn.LayerNorm(dim, eps=_LN_EPS)
-        self.u_norm = nn.LayerNorm(dim, eps=_LN_EPS)
+        self.final_norm = nn.LayerNorm(dim, eps=LN_EPS)
+        self.u_norm = nn.LayerNorm(dim, eps=LN_EPS)
         self.u_head = nn.Linear(dim, out_dim)
-        self.v_norm = nn.LayerNorm(dim, eps=_LN_EPS)
+        self.v_norm = nn.LayerNorm(dim, eps=LN_EPS)
         self.v_head = nn.Linear(dim, out_dim)
         self.learned_temp = nn.Parameter(torch.tensor(float(cosine_temp_init)))
         self.final_matrix_bias = nn.Parameter(torch.tensor(float(logit_bias_init)))
@@ -556,9 +278,9 @@ class AVICIModel(nn.Module):
         """Edge logits ``(B, d, d)`` of the standardised ``x (B, n, d, 2)``, without autograd.
 
         The blocks run in place on a centred residual stream (:meth:`_Block.forward_`) in
-        buffers reused from call to call (:class:`InferenceWorkspace`), with weights folded once
+        buffers reused from call to call (:class:`~caasl_envs.inference.InferenceWorkspace`), with weights folded once
         (:meth:`_inference_weights`), and the batch in chunks of about
-        :data:`INFERENCE_CHUNK_TOKENS` tokens, which keeps the activations in cache.
+        :data:`~caasl_envs.inference.INFERENCE_CHUNK_TOKENS` tokens, which keeps the activations in cache.
         """
         (w_embedding, b_embedding), *weights = self._inference_weights()
         workspace = inference_workspace(self, x)
@@ -573,7 +295,7 @@ class AVICIModel(nn.Module):
             for index, (block, folded) in enumerate(zip(self.blocks, weights)):
                 block.forward_(z, index % 2 == 1, chunk_mask, folded, workspace)
             # the final LayerNorm (of a centred stream: an RMS norm, then the affine)
-            z = _rms_normalised(z.view(-1, dim), workspace).view(z.shape)
+            z = rms_normalised(z.view(-1, dim), workspace).view(z.shape)
             z.mul_(self.final_norm.weight).add_(self.final_norm.bias)
             if chunk_mask is not None:
                 z.masked_fill_(~chunk_mask[:, :, None, None], float("-inf"))
@@ -601,7 +323,7 @@ class AVICIModel(nn.Module):
         holders = [module._parameters for module in self.modules()]
         params = [p for holder in holders for p in holder.values() if p is not None]
         state = [(p._version, p.data_ptr()) for p in params]
-        weights = [_centred(self.embedding)]
+        weights = [centred(self.embedding)]
         weights += [block.inference_weights() for block in self.blocks]
         self._inference_cache = (holders, params, state, weights)
         return weights
@@ -620,7 +342,7 @@ class AVICIModel(nn.Module):
         """Drop the cached inference weights (see :meth:`forward`) and this thread's inference
         buffers; both are rebuilt when next needed."""
         self._inference_cache = None
-        getattr(_WORKSPACES, "by_model", {}).pop(self, None)
+        drop_workspaces(self)
 
     def _edge_logits(self, pooled: torch.Tensor) -> torch.Tensor:
         """``pooled (B, d, dim)``, the final LayerNorm's output max-pooled over the valid samples
