@@ -50,7 +50,11 @@ import torch
 
 from caasl_envs.reward.base import check_history
 from caasl_envs.reward.bge import ParentSets, parent_sets
-from caasl_envs.reward.exact import MAX_EXACT_D, ExactLinearGaussianPosterior
+from caasl_envs.reward.exact import (
+    MAX_EXACT_D,
+    ExactLinearGaussianPosterior,
+    order_dp_edge_marginals,
+)
 
 MAX_GP_D = 10
 HYPERS = ("centre", "grid")
@@ -185,11 +189,12 @@ def _kernel(
     return kernel
 
 
-class GPPosterior(ExactLinearGaussianPosterior):
+class GPPosterior(torch.nn.Module):
     """Exact edge posterior of a GP additive-noise model (GP local scores + order DP).
 
-    Shares the graph prior, the order DP and the ``d`` bound with
-    :class:`~caasl_envs.reward.exact.ExactLinearGaussianPosterior`; only the local scores differ.
+    The graph prior (parent-set weights, in-degree bound) is that of an
+    :class:`~caasl_envs.reward.exact.ExactLinearGaussianPosterior` held as ``graph_model`` (not
+    a subclass: code that plans with a linear posterior must not take this one for one).
 
     :param max_in_degree: the in-degree bound ``k``.
     :param graph_degree: expected degree of the Erdős–Rényi parent-set prior; ``None``: uniform
@@ -213,14 +218,15 @@ class GPPosterior(ExactLinearGaussianPosterior):
         bias_range: tuple[float, float] = (-3.0, 3.0),
         max_d: int = MAX_GP_D,
     ):
-        super().__init__(max_in_degree, graph_degree, local_score="linear-scm", max_d=max_d)
+        super().__init__()
+        self.graph_model = ExactLinearGaussianPosterior(max_in_degree, graph_degree, max_d=max_d)
         if hyper not in HYPERS:
             raise ValueError(f"hyper must be one of {HYPERS}, got {hyper!r}")
         if not isinstance(max_d, int) or not 2 <= max_d <= MAX_EXACT_D:
             raise ValueError(
                 f"max_d must be an integer in [2, {MAX_EXACT_D}] (the order DP's range), got {max_d!r}"
             )
-        self.local_score, self.hyper = "gp", hyper
+        self.hyper, self.max_d = hyper, max_d
         self.length_scale = _range("length_scale", length_scale)
         self.output_scale = _range("output_scale", output_scale)
         self.noise_std = _range("noise_std", noise_std)
@@ -242,9 +248,7 @@ class GPPosterior(ExactLinearGaussianPosterior):
                 "produces counts"
             )
         variant = copy.copy(self)
-        degree = getattr(prior, "graph_degree", None)
-        if degree is not None and self.graph_degree is not None:
-            variant.graph_degree = float(degree)
+        variant.graph_model = self.graph_model.for_prior(prior)
         if hasattr(prior, "length_scale") and hasattr(prior, "noise_scale"):
             variant.length_scale, variant.output_scale = prior.length_scale, prior.output_scale
             variant.bias_range = prior.bias_range
@@ -259,6 +263,16 @@ class GPPosterior(ExactLinearGaussianPosterior):
     def hypers(self) -> torch.Tensor:
         """``(H, 3)`` the ``(l, c, s)`` points the local scores average over."""
         return hyper_points(self.length_scale, self.output_scale, self.noise_std, self.hyper)
+
+    def edge_probs(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``(B, n, d, 2)`` history (+ optional ``(B, n)`` bool mask) -> ``(B, d, d)`` ``p(i -> j | D)``."""
+        return self.posterior(x, mask)[0].to(x.dtype)
+
+    def posterior(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Float64 edge marginals ``(B, d, d)`` and log normaliser ``(B,)``."""
+        return order_dp_edge_marginals(*self.local_weights(x, mask))
 
     def local_weights(
         self, x: torch.Tensor, mask: torch.Tensor | None = None
@@ -276,9 +290,9 @@ class GPPosterior(ExactLinearGaussianPosterior):
         valid = valid.expand_as(values)
         self._refuse_counts(values, valid)
         rows = valid * (x[..., 1] == 0).to(values.dtype)
-        sets = parent_sets(d, min(self.max_in_degree, d - 1))
+        sets = parent_sets(d, min(self.graph_model.max_in_degree, d - 1))
         scores = gp_local_scores(values * valid, rows, sets, self.hypers(), self.mean_var)
-        return scores + self._log_prior(sets).to(scores.device), sets
+        return scores + self.graph_model._log_prior(sets).to(scores.device), sets
 
     @staticmethod
     def _refuse_counts(values: torch.Tensor, valid: torch.Tensor) -> None:
