@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.caasl-installed
 
-.PHONY: test lint demo bench clean
+.PHONY: test lint demo bench wheel-check clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -28,5 +28,9 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_env.py
 
+# the wheel, installed alone in a fresh venv, run from outside the repository (.ci/run runs it)
+wheel-check:
+	.ci/wheel_check.sh
+
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache
