@@ -228,9 +228,17 @@ def test_caasl_bench_ray_without_ray_is_one_line_naming_the_extra(tmp_path, monk
 
 
 def test_import_caasl_envs_leaves_the_heavy_optional_paths_unloaded(tmp_path):
-    """Plotting, igraph (its drawing stack), SB3, pandas and scikit-learn load on first use only
+    """Plotting, igraph (its drawing stack), SB3, pandas, scikit-learn and SciPy load on first use
     (benchmarks/bench_import.py times it)."""
-    heavy = ["matplotlib", "igraph", "stable_baselines3", "pandas", "sklearn", "tensorboard"]
+    heavy = [
+        "matplotlib",
+        "igraph",
+        "stable_baselines3",
+        "pandas",
+        "sklearn",
+        "scipy",
+        "tensorboard",
+    ]
     code = f"import sys, caasl_envs\nprint([m for m in {heavy!r} if m in sys.modules])"
     done = run_python(code, cwd=tmp_path)
     assert done.returncode == 0, done.stderr

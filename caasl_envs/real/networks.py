@@ -34,7 +34,6 @@ from functools import cache
 
 import numpy as np
 import torch
-from scipy.sparse.csgraph import connected_components
 
 from caasl_envs.checks import check_bool
 from caasl_envs.real.data import read_data_file
@@ -127,6 +126,8 @@ class GeneNetworkPrior:
                 f"unknown intervention {self.intervention!r}; expected one of {LINEAR_INTERVENTIONS}"
             )
         self.standardize = check_bool("standardize", self.standardize)
+        from scipy.sparse.csgraph import connected_components  # here: ~0.5 s to import
+
         w = self.fitted.weights
         _, component = connected_components(w != 0, directed=True, connection="weak")
         size = np.bincount(component)[component]
