@@ -77,7 +77,7 @@ BASELINE_STYLES = {
 }
 _FAMILY_ORDER = {"policy": 0, "other": 1, "baseline": 2}
 _WIDTH = {"policy": 2.4, "other": 1.9, "baseline": 1.3}
-_BAND_ALPHA = {"policy": 0.2, "other": 0.15, "baseline": 0.1}
+_BAND_ALPHA = {"policy": 0.16, "other": 0.13, "baseline": 0.08}
 _PANEL_W, _PANEL_H, _LEGEND_W = 3.3, 2.8, 2.8
 
 
@@ -230,6 +230,6 @@ def save_plots(
             fig = metric_figure(results, metric, mode)
             name = metric if len(modes) == 1 else f"{metric}-{mode}"
             path = folder / f"{name}.png"
-            fig.savefig(path, dpi=100, metadata={"Software": None})
+            fig.savefig(path, dpi=120, metadata={"Software": None})
             written.append(path)
     return written
