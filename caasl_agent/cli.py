@@ -52,6 +52,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             sys.stderr.write("".join(failure.traceback for _, failure in err.failures))
             raise
         parser.exit(1, f"caasl {args.command}: error: {err}\n")
+    except KeyboardInterrupt:
+        # Ctrl-C: what was finished is kept (train: a checkpoint and the resume command, bench:
+        # the finished runs); exit status 130 as a shell reports SIGINT, no traceback.
+        if args.traceback:
+            raise
+        parser.exit(130, f"caasl {args.command}: interrupted\n")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import csv
 import inspect
 import json
 import random
@@ -43,7 +42,15 @@ from caasl_agent.bench.reports import mean_sem, paired_interval
 from caasl_agent.bench.runner import run_setting
 from caasl_agent.bench.suites import Setting
 from caasl_agent.caasl import CAASL
-from caasl_agent.outputs import check_output_dir, refuse_existing, remove_outputs, write_atomic
+from caasl_agent.interrupts import StopOnInterrupt
+from caasl_agent.outputs import (
+    check_output_dir,
+    read_csv_rows,
+    refuse_existing,
+    replacing,
+    write_atomic,
+    write_csv_atomic,
+)
 from caasl_agent.train_logging import CSV_LOG, log_to_csv_without_tensorboard
 from caasl_envs.checks import check_int
 from caasl_envs.core import resolve_device
@@ -234,14 +241,16 @@ class DesignEvalCallback(BaseCallback):
         self.deterministic = deterministic
         self.env_id, self.env_kwargs, self.n_envs, self.seed = env_id, env_kwargs, n_envs, seed
         self.every_steps, self.output_dir = every_steps, output_dir
-        self.best = -np.inf
-        self.history: list[dict[str, float]] = []
+        # a resumed run continues its evaluations.csv; best_model.zip stays unless beaten
+        self.history = read_csv_rows(output_dir / "evaluations.csv")
+        self.best = max((row["final_ece_mean"] for row in self.history), default=-np.inf)
         self._next = every_steps
         self.random_mean = float("nan")
 
     def _on_training_start(self) -> None:
         # A resumed model starts at its saved step count: evaluate every_steps from there.
         self._next = self.num_timesteps + self.every_steps
+        self.history = [row for row in self.history if row["timesteps"] <= self.num_timesteps]
         baseline = evaluate_agent("random", self.env_id, self.env_kwargs, self.n_envs, self.seed)
         self.random_mean = float(baseline["final_expected_correct_entries"].mean())
 
@@ -265,10 +274,7 @@ class DesignEvalCallback(BaseCallback):
         if final["mean"] > self.best:
             self.best = final["mean"]
             self.model.save(self.output_dir / "best_model")
-        with (self.output_dir / "evaluations.csv").open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(row))
-            writer.writeheader()
-            writer.writerows(self.history)
+        write_csv_atomic(self.output_dir / "evaluations.csv", self.history)
 
 
 def plot_learning_curve(history: list[dict[str, float]], random_mean: float, path: Path) -> None:
@@ -339,10 +345,32 @@ def train(
     if resume is not None:  # a crafted or corrupt zip fails before anything is written
         CAASL.load(resume, device="cpu", trust_pickles=trust_pickles)
     output = check_output_dir(output_dir)
-    if overwrite:
-        remove_outputs(output, TRAIN_OUTPUTS)
-    elif resume is None:
+    if resume is None and not overwrite:
         refuse_existing(output, TRAIN_OUTPUTS, "--overwrite (overwrite=True)")
+    # the earlier outputs stay until the new run has a result; a failed run leaves nothing
+    aside = overwrite and not _inside(resume, output)  # --resume into its run: kept
+    with replacing(output, TRAIN_OUTPUTS, aside, lambda: has_result(output)):
+        return _train(config, output, resume, progress_bar, verbose, trust_pickles)
+
+
+def has_result(output: Path) -> bool:
+    """Whether the run in ``output`` has a result to keep: an evaluation or a checkpoint."""
+    return (output / "evaluations.csv").exists() or any(output.glob("checkpoints/*.zip"))
+
+
+def _inside(resume: str | Path | None, output: Path) -> bool:
+    return resume is not None and Path(resume).resolve().is_relative_to(output.resolve())
+
+
+def _train(
+    config: dict[str, Any],
+    output: Path,
+    resume: str | Path | None,
+    progress_bar: bool,
+    verbose: int,
+    trust_pickles: bool,
+) -> dict[str, Any]:
+    """:func:`train` into the checked ``output`` folder."""
     env_kwargs = prepare_output(config, output)
     model = make_model(config, env_kwargs, output, resume, verbose, trust_pickles)
     eval_callback = DesignEvalCallback(
@@ -446,7 +474,7 @@ def learn(
     start = time.perf_counter()
     model.learn(
         config["total_timesteps"],
-        callback=[checkpoints, eval_callback],
+        callback=[checkpoints, eval_callback, StopOnInterrupt(output)],
         log_interval=10 * n,  # SB3 counts episodes; all n envs end together: every 10 rounds
         progress_bar=progress_bar,
         tb_log_name="CAASL",

@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import pickle
+import signal
+import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -19,6 +23,7 @@ import caasl_agent.pretrained
 import caasl_envs
 from caasl_agent import CAASL
 from caasl_agent.cli import main
+from caasl_agent.interrupts import CONNECT_TIMEOUT
 from caasl_agent.serialization import UnsafePickleError, pickled_globals, restricted_loads
 
 SHIPPED = caasl_agent.pretrained.policy_path(caasl_agent.available_policies()[0])
@@ -146,3 +151,166 @@ def test_truncated_pickle_is_named(tmp_path):
     path = _with_data(tmp_path, "cut.zip", lr_schedule=pickle.dumps(list(range(50)))[:20])
     with pytest.raises(ValueError, match="cut.zip: entry 'lr_schedule' is corrupt"):
         CAASL.load(path, device="cpu")
+
+
+# --------------------------------------------------------------------------- typo with overwrite
+BENCH = ["bench", "--agents", "random", "--suite", "tiny", "--episodes", "1", "--no-plots"]
+TINY_TRAIN = """\
+base: cpu-quick
+env_kwargs: {d: 4, budget: 3, n0: 8, reward_model: partial-correlation}
+n_envs: 2
+total_timesteps: TOTAL
+device: cpu
+algorithm: {learning_starts: 6, batch_size: 4, buffer_size: 100}
+policy_kwargs:
+  net_arch: [8]
+  actor_encoder_kwargs: {embed_dim: 4, n_layers: 1, n_heads: 1, ff_dim: 4, dropout: 0.0}
+  critic_encoder_kwargs: {embed_dim: 4, n_layers: 1, n_heads: 1, ff_dim: 4, dropout: 0.0}
+evaluation: {every_steps: 12, n_envs: 2, seed: 100, heldout_n_envs: 2, heldout_seed: 200}
+checkpoint_every_steps: 12
+"""
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` (hidden ones included) with its bytes."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def _one_line_error(argv: list[str], capsys, code: int = 2) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert exit_info.value.code == code, err
+    return err
+
+
+def _tiny_config(tmp_path: Path, total: int = 24, **env) -> Path:
+    text = TINY_TRAIN.replace("TOTAL", str(total))
+    if env:
+        text = text.replace("reward_model: partial-correlation", env["reward_model"])
+    path = tmp_path / f"tiny-{total}-{len(env)}.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture(scope="module")
+def finished_bench(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("bench") / "out"
+    main([*BENCH, "--out", str(out)])
+    return out
+
+
+@pytest.mark.parametrize(
+    "typo, named",
+    [
+        (["--agents", "randomm"], "randomm"),
+        (["--suite", "tinyy"], "tinyy"),
+        (["--settings", "d44"], "d44"),
+        (["--reward-model", "nope-model"], "nope-model"),
+        (["--scorer", "nope-scorer"], "nope-scorer"),
+        (["--agents", "sb3:missing.zip"], "missing.zip"),
+    ],
+)
+def test_bench_typo_with_overwrite_keeps_the_results(finished_bench, typo, named, capsys):
+    before = _snapshot(finished_bench)
+    command = [*BENCH, "--out", str(finished_bench), "--overwrite"]
+    if typo[0] in command:
+        command[command.index(typo[0]) + 1] = typo[1]
+    else:
+        command += typo
+    assert named in _one_line_error(command, capsys)
+    assert _snapshot(finished_bench) == before
+
+
+def test_demo_refuses_a_bench_folder_and_keeps_a_demo_on_a_typo(finished_bench, tmp_path, capsys):
+    before = _snapshot(finished_bench)
+    for extra in ([], ["--overwrite"]):
+        err = _one_line_error(
+            ["demo", "--episodes", "1", "--out", str(finished_bench), *extra], capsys
+        )
+        assert "holds a caasl bench run" in err
+    assert _snapshot(finished_bench) == before
+    demo = tmp_path / "demo"
+    demo.mkdir()
+    (demo / "results.json").write_text("an earlier demo")
+    argv = ["demo", "--episodes", "1", "--out", str(demo), "--overwrite"]
+    assert "nope-model" in _one_line_error([*argv, "--reward-model", "nope-model"], capsys)
+    assert _snapshot(demo) == {"results.json": b"an earlier demo"}
+
+
+def test_train_typo_with_overwrite_keeps_the_run_and_a_failed_run_leaves_nothing(tmp_path, capsys):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    for name in (
+        "config.yaml",
+        "evaluations.csv",
+        "best_model.zip",
+        "checkpoints/caasl_12_steps.zip",
+    ):
+        (run / name).write_text(f"earlier {name}")
+    (run / "notes.txt").write_text("mine")
+    before = _snapshot(run)
+    typo = _tiny_config(tmp_path, reward_model="reward_model: nope-model")
+    argv = ["train", "--config", str(typo), "--output-dir", str(run), "--no-progress-bar"]
+    assert "nope-model" in _one_line_error([*argv, "--overwrite"], capsys)
+    assert _snapshot(run) == before  # nothing moved aside is left there either
+    assert "tinyy" in _one_line_error([*argv[:2], "tinyy", *argv[3:], "--overwrite"], capsys)
+    assert _snapshot(run) == before
+    fresh = tmp_path / "fresh"
+    argv[argv.index(str(run))] = str(fresh)
+    assert "nope-model" in _one_line_error(argv, capsys)
+    assert not fresh.exists()  # no config.yaml, no checkpoints/: the corrected rerun may go
+
+
+def test_train_resume_into_its_run_appends_and_keeps_the_best(tmp_path, capsys):
+    run = tmp_path / "run"
+    main(["train", "--config", str(_tiny_config(tmp_path)), "--output-dir", str(run)])
+    rows = (run / "evaluations.csv").read_text().splitlines()
+    assert len(rows) == 3  # header, steps 12 and 24
+    rows[1] = rows[1].replace(rows[1].split(",")[1], "1000000.0", 1)  # a best none can beat
+    (run / "evaluations.csv").write_text("\n".join(rows) + "\n")
+    best = (run / "best_model.zip").read_bytes()
+    resume = ["--resume", str(run / "checkpoints" / "caasl_24_steps.zip")]
+    main(["train", "--config", str(run / "config.yaml"), "--output-dir", str(run), *resume])
+    after = (run / "evaluations.csv").read_text().splitlines()
+    assert after[:3] == rows and [r.split(",")[0] for r in after[3:]] == ["36", "48"]
+    assert (run / "best_model.zip").read_bytes() == best
+    capsys.readouterr()
+
+
+# --------------------------------------------------------------------------- interrupts
+def test_ctrl_c_stops_train_with_a_checkpoint_and_the_resume_command(tmp_path):
+    run, config = tmp_path / "run", _tiny_config(tmp_path, total=10**6)
+    argv = ["train", "--config", str(config), "--output-dir", str(run), "--no-progress-bar"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "caasl_agent.cli", *argv],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    deadline = time.monotonic() + 120
+    while not list(run.glob("checkpoints/*.zip")) and time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()[1]
+        time.sleep(0.2)
+    sent = time.monotonic()
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    took = time.monotonic() - sent
+    assert process.returncode == 130, err
+    assert took < 20, f"stopped {took:.1f} s after Ctrl-C"
+    resume = err.split("--resume ")[-1].split()[0]
+    assert f"--output-dir {run}" in err and Path(resume).is_file(), err
+    assert (run / "config.yaml").is_file() and (run / "evaluations.csv").is_file()
+
+
+def test_dead_ray_address_fails_fast_with_one_line(tmp_path, capsys):
+    start = time.monotonic()
+    err = _one_line_error(
+        [*BENCH, "--backend", "ray", "--address", "127.0.0.1:1", "--out", str(tmp_path / "o")],
+        capsys,
+        code=1,
+    )
+    assert "'127.0.0.1:1'" in err and "nothing answers" in err
+    assert time.monotonic() - start < CONNECT_TIMEOUT + 5
+    assert not (tmp_path / "o").exists()

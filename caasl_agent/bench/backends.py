@@ -39,6 +39,7 @@ import torch
 from tqdm.auto import tqdm
 
 from caasl_agent.bench.reports import RunRecord
+from caasl_agent.interrupts import check_reachable
 from caasl_envs.checks import check_int
 from caasl_envs.optional import require
 
@@ -171,6 +172,7 @@ class RayCluster:
         if started:
             kwargs = {"include_dashboard": False} if self.address is None else {}
             try:
+                check_reachable(self.address)  # ray.init retries a dead address for minutes
                 ray.init(address=self.address, **kwargs)
             except Exception as err:  # Ray raises plain Exception, ConnectionError, ...
                 where = "a local Ray instance" if self.address is None else repr(self.address)

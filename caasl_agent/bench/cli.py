@@ -16,7 +16,7 @@ from caasl_agent.bench.baselines import BASELINES, PLANNING_BASELINES
 from caasl_agent.bench.reports import REPORT_FILES
 from caasl_agent.bench.runner import benchmark
 from caasl_agent.bench.suites import Setting, Suite
-from caasl_agent.outputs import check_output_dir, remove_outputs
+from caasl_agent.outputs import check_output_dir, replacing
 from caasl_agent.pretrained import available_policies
 from caasl_envs import available_reward_models
 from caasl_envs.registration import ENV_IDS
@@ -59,28 +59,43 @@ def _agent_specs(text: str, trust_pickles: bool) -> dict[str, object]:
 
 
 def output_folder(out: str | Path, overwrite: bool) -> Path:
-    """The benchmark's output folder, checked before any run (:func:`check_output_dir`).
+    """The benchmark's output folder, checked before any run (:func:`check_output_dir`);
+    nothing in it is changed here.
 
-    ``overwrite`` removes an earlier benchmark's reports and runs (and nothing else); without
-    it a non-empty folder is refused unless it holds the runs of an interrupted benchmark
-    (``runs/``, which the same command completes).
+    Without ``overwrite`` a non-empty folder is refused unless it holds the runs of an
+    interrupted benchmark (``runs/``, which the same command completes); with it, an earlier
+    benchmark's reports and runs (:data:`BENCH_OUTPUTS`) are replaced only once a run of the new
+    one has finished (:func:`~caasl_agent.outputs.replacing`).
     """
     folder = check_output_dir(out)
-    if overwrite:
-        remove_outputs(folder, (*REPORT_FILES, "runs"))
-    elif folder.is_dir() and any(folder.iterdir()) and not (folder / "runs").is_dir():
-        raise ValueError(
-            f"output folder {folder} is not empty; pass --overwrite to replace an earlier "
-            "benchmark's results, or choose another folder"
-        )
+    if not overwrite and folder.is_dir() and any(folder.iterdir()):
+        if not (folder / "runs").is_dir():
+            raise ValueError(
+                f"output folder {folder} is not empty; pass --overwrite to replace an earlier "
+                "benchmark's results, or choose another folder"
+            )
     return folder
+
+
+#: what a benchmark writes into its output folder
+BENCH_OUTPUTS = (*REPORT_FILES, "runs")
 
 
 def _bench(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     out = output_folder(args.out, args.overwrite)  # checked before any run
-    results = benchmark(
+    # the earlier results stay until a run of the new benchmark has finished
+    with replacing(out, BENCH_OUTPUTS, args.overwrite, lambda: any(out.glob("runs/*.npz"))):
+        results = _run_bench(args, out)
+    results.print()
+    print(
+        f"results in {out}/ (table.md, steps.csv, results.json, plots/) after {time.perf_counter() - start:.0f} s"
+    )
+
+
+def _run_bench(args: argparse.Namespace, out: Path):
+    return benchmark(
         _agent_specs(args.agents, args.trust_pickles),
         suite=args.suite,
         episodes=args.episodes,
@@ -94,10 +109,6 @@ def _bench(args: argparse.Namespace) -> None:
         out=out,
         plots=not args.no_plots,
         executor=make_executor(args.backend, args.workers, args.address),
-    )
-    results.print()
-    print(
-        f"results in {out}/ (table.md, steps.csv, results.json, plots/) after {time.perf_counter() - start:.0f} s"
     )
 
 
@@ -193,6 +204,11 @@ def _shipped_caasl(simulator: str) -> list[str]:
 
 def _demo(args: argparse.Namespace) -> None:
     out = output_folder(args.out or tempfile.mkdtemp(prefix="caasl-demo-"), args.overwrite)
+    if (out / "runs").is_dir():  # save() would replace that benchmark's reports
+        raise ValueError(
+            f"--out {out} holds a caasl bench run (runs/); a demo does not replace it: choose "
+            "another folder"
+        )
     torch.set_num_threads(args.threads)
     simulator = ENV_IDS[args.env].get("simulator", "linear")
     reward_model = args.reward_model
