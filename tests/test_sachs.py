@@ -92,9 +92,8 @@ def test_registered_env_passes_checkers_and_uses_the_exact_posterior():
     assert env.observation_space["history"].shape == (50 + 10 * 10, 11, 2)
     assert env.action_space.shape == (22,)
     assert isinstance(env.unwrapped.core.reward_model, ExactLinearGaussianPosterior)
-    small = {**caasl_envs.ENV_IDS["caasl/Sachs-v0"], "n0": 10, "budget": 2, "samples_per_step": 3}
-    check_env(CausalDesignEnv(**small), skip_render_check=True)
-    sb3_check_env(CausalDesignEnv(**small))
+    check_env(env.unwrapped, skip_render_check=True)
+    sb3_check_env(CausalDesignEnv(**caasl_envs.ENV_IDS["caasl/Sachs-v0"]))
 
 
 def action(variable=None, value=1.0, d=11):

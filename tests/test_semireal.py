@@ -85,3 +85,15 @@ def test_registered_env_passes_checkers_with_the_exact_posterior():
 def test_bad_settings_are_refused(kwargs, match):
     with pytest.raises(ValueError, match=match):
         CausalDesignEnv(**{**caasl_envs.ENV_IDS["caasl/GeneNetwork-v0"], **kwargs})
+
+
+def test_real_suite_runs_the_gene_network_setting():
+    from caasl_agent.bench.runner import run_setting
+    from caasl_agent.bench.suites import get_suite
+
+    suite = get_suite("real")
+    assert suite.names() == ["sachs", "sachs-cdt", "ecoli70", "magic-niab", "magic-irri", "arth150"]
+    setting = suite.setting("magic-irri")
+    out = run_setting("random", setting, suite.episode_seeds("magic-irri", 2), True)
+    assert out["metrics"]["shd"].shape == (2, 11) and out["graphs"].shape == (2, 12, 12)
+    assert np.isfinite(out["metrics"]["return"]).all()
