@@ -10,7 +10,6 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
-from caasl_envs.manifest import verify
 from caasl_envs.moved import alias_modules
 from caasl_envs.reward.avici import AVICIModel
 from caasl_envs.reward.base import (
@@ -74,6 +73,8 @@ def _shipped_avici(name: str) -> Callable[..., RewardModel]:
     ``weights/<name>.pt`` (card: ``<name>.md``)."""
 
     def load(device: str = "cpu") -> RewardModel:
+        from caasl_envs.manifest import verify  # here: `python -m caasl_envs.manifest` runs it
+
         return load_avici(verify(WEIGHTS_DIR / f"{name}.pt"), device=device)
 
     return load
