@@ -511,9 +511,34 @@ def _refusal(name: str, key: str, what: object) -> UnsafePickleError:
     )
 
 
+def renamed_classes(path: str | Path) -> dict[str, Any]:
+    """``custom_objects`` for the zip's entries that are a class under a module name of
+    :data:`RENAMED_MODULES`: the class under its current name, so that plain loading
+    (``trust_pickles=True``) reads files saved before the renames too. Nothing is unpickled."""
+    objects: dict[str, Any] = {}
+    for key, value in read_zip_data(path)[1].items():
+        if not (isinstance(value, dict) and isinstance(value.get(":serialized:"), str)):
+            continue
+        try:
+            names = pickled_globals(base64.b64decode(value[":serialized:"]))
+        except ValueError:  # not ours to judge here: the load reports it
+            continue
+        if len(names) == 1 and names[0][0] in RENAMED_MODULES:
+            module, name = names[0]
+            objects[key] = getattr(importlib.import_module(RENAMED_MODULES[module]), name)
+    return objects
+
+
 def load_checked(load: Callable[..., Any], path: str | Path | IO[bytes], **kwargs: Any) -> Any:
     """``load(path, **kwargs)`` (an SB3 ``load``), with a corrupt weights entry or weights that
-    do not fit the saved model a ``ValueError`` naming ``path`` instead of torch's error."""
+    do not fit the saved model a ``ValueError`` naming ``path`` instead of torch's error; classes
+    saved under renamed modules are found under their current names (:func:`renamed_classes`)."""
+    if isinstance(path, str | Path) and Path(path).is_file():
+        try:
+            renamed = renamed_classes(path)
+        except ValueError:  # not a readable zip: the load below reports it
+            renamed = {}
+        kwargs["custom_objects"] = {**renamed, **(kwargs.get("custom_objects") or {})}
     try:
         return load(path, **kwargs)
     except (RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile) as err:
@@ -533,6 +558,7 @@ __all__ = [
     "network_size_lower_bound",
     "pickled_globals",
     "read_zip_data",
+    "renamed_classes",
     "restricted_loads",
     "safe_custom_objects",
 ]

@@ -2,10 +2,10 @@
 policy's layers import no reward model.
 
 The graph is read from the source with :mod:`ast` (nothing is imported): every ``import`` and
-``from ... import`` statement anywhere in a module (at the top, inside functions, under
-``TYPE_CHECKING``) and every ``importlib.import_module("...")`` with a literal name is an edge
-to the package module it names (``from pkg import name`` names ``pkg.name`` when that is a
-module, else ``pkg``'s ``__init__``).
+``from ... import`` statement anywhere in a module (at the top or inside functions: lazy imports
+count) and every ``importlib.import_module("...")`` with a literal name is an edge to the package
+module it names (``from pkg import name`` names ``pkg.name`` when that is a module, else
+``pkg``'s ``__init__``). Imports under ``if TYPE_CHECKING:`` are left out: they never run.
 """
 
 from __future__ import annotations
@@ -28,11 +28,24 @@ def package_modules(root: Path, packages: tuple[str, ...]) -> dict[str, Path]:
     return modules
 
 
+def _executed_nodes(tree: ast.AST) -> list[ast.AST]:
+    """Every node of ``tree`` except the bodies of ``if TYPE_CHECKING:`` blocks."""
+    nodes, todo = [], [tree]
+    while todo:
+        node = todo.pop()
+        nodes.append(node)
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            todo += node.orelse
+            continue
+        todo += ast.iter_child_nodes(node)
+    return nodes
+
+
 def _imported_names(tree: ast.AST, package: str) -> list[str]:
     """Dotted names the module imports (``from a import b`` gives ``a.b``), relative imports
     resolved against ``package`` (the module's own package)."""
     names = []
-    for node in ast.walk(tree):
+    for node in _executed_nodes(tree):
         if isinstance(node, ast.Import):
             names += [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -134,7 +147,9 @@ def test_the_graph_sees_lazy_relative_and_dynamic_imports(tmp_path):
     (pkg / "a.py").write_text("def f():\n    from .sub import b\n")
     (pkg / "sub" / "__init__.py").write_text("")
     (pkg / "sub" / "b.py").write_text("import importlib\nimportlib.import_module('pkg.c')\n")
-    (pkg / "c.py").write_text("X = 1\n")
+    (pkg / "c.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import pkg.a\n"
+    )
     graph = import_graph(tmp_path, ("pkg",))
     assert graph == {
         "pkg": {"pkg.a"},

@@ -44,11 +44,15 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from caasl_agent.caasl import CAASL
 from caasl_agent.policies import action_entries_per_variable
 from caasl_agent.pretrained import load_policy
-from caasl_agent.serialization import load_checked, read_zip_data, safe_custom_objects
+from caasl_agent.serialization import (
+    RENAMED_MODULES,
+    load_checked,
+    read_zip_data,
+    safe_custom_objects,
+)
 from caasl_envs import CausalDesignVectorEnv
 from caasl_envs.core import resolve_device
 from caasl_envs.histories import batched_observation
-from caasl_envs.moved import current_module_name
 
 __all__ = [
     "BASELINES",
@@ -191,10 +195,10 @@ def _pickled_global(serialized: str) -> tuple[str, str] | None:
             if op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE"):
                 strings.append(arg)
             elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
-                return current_module_name(strings[-2]), strings[-1]
+                return RENAMED_MODULES.get(strings[-2], strings[-2]), strings[-1]
             elif op.name == "GLOBAL":
                 module, name = arg.split(" ", 1)
-                return current_module_name(module), name
+                return RENAMED_MODULES.get(module, module), name
     except Exception:  # a malformed pickle only means: no hint
         return None
     return None

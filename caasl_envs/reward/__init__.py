@@ -10,7 +10,6 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
-from caasl_envs.moved import alias_modules
 from caasl_envs.reward.avici import AVICIModel
 from caasl_envs.reward.base import (
     ConstantRewardModel,
@@ -22,13 +21,6 @@ from caasl_envs.reward.exact import ExactLinearGaussianPosterior
 from caasl_envs.reward.gp import GPPosterior
 from caasl_envs.reward.knockout import KnockoutAVICIModel, load_avici
 from caasl_envs.reward.official import load_official_avici, load_official_checkpoint
-
-alias_modules(
-    {
-        "caasl_envs.reward.train": "caasl_envs.reward.training.train",
-        "caasl_envs.reward.train_sergio": "caasl_envs.reward.training.train_sergio",
-    }
-)
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 """Shipped reward-model weights (``<name>.pt``) and their model cards (``<name>.md``)."""
