@@ -242,20 +242,18 @@ def run_design(
     agent = make_baseline(agent_name, core.target_only, seed, model if model else None)
     state, start = None, np.ones(episodes, dtype=bool)
     for _ in range(core.budget):
-        history, mask = core.observation()
-        obs = {"history": history.numpy(), "mask": mask.numpy()}
+        obs = core.observation()
         action, state = agent.predict(obs, state, start)
         start = np.zeros(episodes, dtype=bool)
         core.step(torch.as_tensor(action))
-    history, mask = core.observation()
-    wild = history.clone()
+    wild = core.history.clone()
     more = core.system.sample(
         BatchedRNG(make_generators(seed + episodes, episodes)), core.max_rows - core.n0
     )
     wild[:, core.n0 :, :, 0], wild[:, core.n0 :, :, 1] = more, 0.0
     return {
-        "history": history.clone(),
-        "mask": mask.clone(),
+        "history": core.history.clone(),
+        "mask": core.mask.clone(),
         "graph": core.graph.clone(),
         "wild": wild,
     }

@@ -23,11 +23,13 @@ from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.type_aliases import DictReplayBufferSamples
 from stable_baselines3.common.vec_env import VecNormalize
 
-from caasl_envs.histories import history_space_dims
+from caasl_envs.histories import has_belief, history_space_dims
 
 
 class HistoryReplayBuffer(ReplayBuffer):
-    """Replay buffer for ``{"history": (N, d, 2), "mask": (N,)}`` observations.
+    """Replay buffer for ``{"history": (N, d, 2), "mask": (N,)}`` observations (and their
+    ``"belief" (d, d)``, stored in full for the observation and the next one, when the space
+    has it).
 
     :param buffer_size: maximum number of transitions (over all envs).
     :param observation_space: the causal-design Dict observation space.
@@ -69,6 +71,10 @@ class HistoryReplayBuffer(ReplayBuffer):
         self.rows_per_step = rows_per_step
         if rows_per_step is not None:
             self._allocate_new_rows(rows_per_step)
+        self.beliefs = self.next_beliefs = None
+        if has_belief(observation_space):
+            self.beliefs = np.zeros((*shape, self.d, self.d), dtype=np.float32)
+            self.next_beliefs = np.zeros_like(self.beliefs)
         self.actions = np.zeros((*shape, self.action_dim), dtype=np.float32)
         self.rewards = np.zeros(shape, dtype=np.float32)
         self.dones = np.zeros(shape, dtype=np.float32)
@@ -131,6 +137,11 @@ class HistoryReplayBuffer(ReplayBuffer):
         self.valid_rows[self.pos] = counts
         self.new_row_counts[self.pos] = added
         self.new_rows[self.pos] = new_rows
+        if self.beliefs is not None:
+            self.beliefs[self.pos] = np.asarray(obs["belief"]).reshape(self.beliefs.shape[1:])
+            self.next_beliefs[self.pos] = np.asarray(next_obs["belief"]).reshape(
+                self.beliefs.shape[1:]
+            )
         self.actions[self.pos] = np.asarray(action).reshape(self.n_envs, self.action_dim)
         self.rewards[self.pos] = np.asarray(reward)
         self.dones[self.pos] = np.asarray(done)
@@ -163,6 +174,9 @@ class HistoryReplayBuffer(ReplayBuffer):
             "history": next_history,
             "mask": (rows < (counts + added)[:, None]).astype(np.float32),
         }
+        if self.beliefs is not None:
+            obs["belief"] = self.beliefs[batch_inds, env_inds]
+            next_obs["belief"] = self.next_beliefs[batch_inds, env_inds]
         obs = self._normalize_obs(obs, env)
         next_obs = self._normalize_obs(next_obs, env)
         dones = self.dones[batch_inds, env_inds] * (1 - self.timeouts[batch_inds, env_inds])

@@ -21,6 +21,7 @@ Learning", NeurIPS 2024.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -33,6 +34,7 @@ from stable_baselines3.common.type_aliases import DictReplayBufferSamples, GymEn
 from stable_baselines3.common.utils import FloatSchedule, polyak_update, update_learning_rate
 
 from caasl_agent.buffers import HistoryReplayBuffer
+from caasl_agent.hyperparams import check_hyperparameters, check_learn
 from caasl_agent.policies import CAASLPolicy
 from caasl_agent.serialization import load_checked, safe_custom_objects
 from caasl_envs.core import resolve_device
@@ -61,6 +63,14 @@ class CAASL(SAC):
     :param target_entropy_final: target entropy at the end of training (linear annealing in the
         training progress); ``None`` keeps it constant.
     :param replay_buffer_class: ``None`` selects :class:`~caasl_agent.buffers.HistoryReplayBuffer`.
+    :param actor_warmup_steps: gradient steps that update the critics only (the actor and the
+        entropy coefficient wait): after imitation, the critics learn the imitated policy's
+        values before the actor follows them.
+    :param imitation_coef: weight of an imitation term added to the actor loss
+        (:func:`~caasl_agent.imitation.trainer.actor_imitation_loss` on a batch of teacher
+        labels), decaying linearly to 0 over ``imitation_decay_steps`` actor-updating steps.
+    :param imitation_decay_steps: see ``imitation_coef``.
+    :param imitation_labels: folder of label chunks (``caasl imitate collect``) for the term.
     """
 
     policy_aliases: ClassVar[dict[str, type]] = {"CAASLPolicy": CAASLPolicy}
@@ -87,6 +97,10 @@ class CAASL(SAC):
         ent_coef: str | float = "auto",
         target_entropy: str | float = "auto",
         target_entropy_final: float | None = None,
+        actor_warmup_steps: int = 0,
+        imitation_coef: float = 0.0,
+        imitation_decay_steps: int = 1,
+        imitation_labels: str | None = None,
         target_update_interval: int = 1,
         replay_buffer_class: type[ReplayBuffer] | None = None,
         replay_buffer_kwargs: dict[str, Any] | None = None,
@@ -98,6 +112,7 @@ class CAASL(SAC):
         device: torch.device | str = "auto",
         _init_setup_model: bool = True,
     ):
+        check_hyperparameters(locals())  # one-line errors naming the argument (hyperparams.py)
         if env is None and _init_setup_model:  # SB3's load builds the model without an env
             raise ValueError(
                 "CAASL needs an env: a Gymnasium env, a VecEnv or a registered id such as "
@@ -128,6 +143,13 @@ class CAASL(SAC):
             learning_rate if ent_coef_learning_rate is None else ent_coef_learning_rate
         )
         self.target_entropy_final = target_entropy_final
+        self.actor_warmup_steps = int(actor_warmup_steps)
+        self.imitation_coef = float(imitation_coef)
+        self.imitation_decay_steps = max(int(imitation_decay_steps), 1)
+        self.imitation_labels = None if imitation_labels is None else str(imitation_labels)
+        if self.imitation_coef > 0 and self.imitation_labels is None:
+            raise ValueError("imitation_coef > 0 needs imitation_labels (a folder of label chunks)")
+        self._imitation_data = None
         super().__init__(
             policy,
             env,
@@ -206,7 +228,8 @@ class CAASL(SAC):
             if (self._n_updates + step) % self.target_update_interval == 0:
                 polyak_update(self.critic.parameters(), self.critic_target.parameters(), self.tau)
 
-            if (self._n_updates + step + 1) % self.critic_updates_per_actor_update == 0:
+            warm = self._n_updates + step >= self.actor_warmup_steps
+            if warm and (self._n_updates + step + 1) % self.critic_updates_per_actor_update == 0:
                 actor_loss, ent_coef_loss = self._update_actor_and_entropy(
                     data.observations, ent_coef
                 )
@@ -272,10 +295,26 @@ class CAASL(SAC):
             self.ent_coef_optimizer.step()
             ent_coef_loss = loss.item()
         actor_loss = (ent_coef * log_prob - self._actor_q(observations, actions_pi)).mean()
+        actor_loss = actor_loss + self._imitation_term()
         self.actor.optimizer.zero_grad()
         actor_loss.backward()
         self.actor.optimizer.step()
         return actor_loss.item(), ent_coef_loss
+
+    def _imitation_term(self) -> torch.Tensor | float:
+        """The decaying imitation term of the actor loss (0 once decayed or when unused)."""
+        done = (self._n_updates - self.actor_warmup_steps) / self.imitation_decay_steps
+        coef = self.imitation_coef * max(0.0, 1.0 - done)
+        if coef <= 0:
+            return 0.0
+        from caasl_agent.imitation import LabelDataset, actor_imitation_loss, load_chunks
+
+        if self._imitation_data is None:
+            self._imitation_data = LabelDataset(load_chunks(Path(self.imitation_labels)))
+        batch = self._imitation_data.sample(self.batch_size, np.random.default_rng(self._n_updates))
+        loss, _ = actor_imitation_loss(self, batch)
+        self.logger.record("train/imitation_coef", coef)
+        return coef * loss
 
     def set_env(self, env: GymEnv, force_reset: bool = True) -> None:
         """Attach ``env``; it may have another ``d`` (or ``N``) or number of envs than before.
@@ -353,5 +392,26 @@ class CAASL(SAC):
             model.set_env(env, force_reset=force_reset)
         return model
 
+    def learn(
+        self,
+        total_timesteps: int,
+        callback: Any = None,
+        log_interval: int | None = 4,
+        tb_log_name: str = "SAC",
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> CAASL:
+        """SB3's ``learn``, after :func:`~caasl_agent.hyperparams.check_learn` (positive
+        ``total_timesteps``, every hyper-parameter in range)."""
+        check_learn(self, total_timesteps, log_interval)
+        return super().learn(
+            total_timesteps, callback, log_interval, tb_log_name, reset_num_timesteps, progress_bar
+        )
+
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "critic_lr_schedule", "ent_coef_lr_schedule"]
+        return [
+            *super()._excluded_save_params(),
+            "critic_lr_schedule",
+            "ent_coef_lr_schedule",
+            "_imitation_data",
+        ]

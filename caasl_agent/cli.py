@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from caasl_agent._argtypes import DefaultsHelpFormatter
 from caasl_agent.bench.backends import BenchmarkError
 from caasl_agent.bench.cli import add_bench_parser, add_demo_parser
+from caasl_agent.imitation.cli import add_imitate_parser
 from caasl_agent.system_info import VersionAction
 from caasl_agent.train import add_train_parser
 from caasl_envs.optional import MissingDependencyError
@@ -28,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_demo_parser(subparsers)
     add_bench_parser(subparsers)
     add_train_parser(subparsers)
+    add_imitate_parser(subparsers)
     for subparser in subparsers.choices.values():
         subparser.formatter_class = DefaultsHelpFormatter
     return parser

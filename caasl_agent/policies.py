@@ -29,7 +29,7 @@ from stable_baselines3.sac.policies import SACPolicy
 from torch import nn
 
 from caasl_agent.torch_layers import CAASLEncoder
-from caasl_envs.histories import batched_observation, history_space_dims
+from caasl_envs.histories import batched_belief, batched_observation, history_space_dims
 
 DEFAULT_ACTOR_ENCODER = dict(embed_dim=32, n_layers=4, n_heads=8, ff_dim=128, dropout=0.1)
 DEFAULT_CRITIC_ENCODER = dict(embed_dim=32, n_layers=4, n_heads=8, ff_dim=64, dropout=0.0)
@@ -101,7 +101,7 @@ class EquivariantActor(BasePolicy):
 
     def get_action_dist_params(self, obs: PyTorchObs) -> tuple[torch.Tensor, torch.Tensor, dict]:
         """Mean and clamped log-std, both ``(B, a * d)`` in env layout (pre-tanh)."""
-        latent = self.head(self.encoder(obs["history"], obs["mask"]))  # (B, d, H)
+        latent = self.head(self.encoder(obs["history"], obs["mask"], obs.get("belief")))
         log_std = self.log_std(latent).clamp(*self.log_std_bounds)
         return env_layout_actions(self.mu(latent)), env_layout_actions(log_std), {}
 
@@ -136,7 +136,7 @@ class VariableQNetwork(nn.Module):
 
     def embed(self, obs: PyTorchObs) -> torch.Tensor:
         """Per-variable embeddings ``(B, d, D)``; they do not depend on the action."""
-        return self.encoder(obs["history"], obs["mask"])
+        return self.encoder(obs["history"], obs["mask"], obs.get("belief"))
 
     def q_from_embeddings(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """``z (B, d, D)``, ``actions (B, a * d)`` -> ``Q (B, 1)``."""
@@ -305,6 +305,9 @@ class CAASLPolicy(SACPolicy):
             "history": torch.as_tensor(history, device=self.device),
             "mask": torch.as_tensor(mask, device=self.device),
         }
+        belief = batched_belief(observation, history.shape[2])
+        if belief is not None:
+            tensors["belief"] = torch.as_tensor(belief, device=self.device)
         return tensors, not single
 
     def predict(

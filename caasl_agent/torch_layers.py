@@ -158,6 +158,58 @@ class PreNormAttentionBlock(nn.Module):
         return out
 
 
+#: Per-variable belief features of :func:`belief_features`.
+BELIEF_NODE_FEATURES = 6
+#: Per-pair belief features of :func:`belief_features`.
+BELIEF_PAIR_FEATURES = 4
+
+
+def belief_features(belief: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Edge probabilities ``belief (B, d, d)`` (``belief[b, i, j]`` of an edge ``i -> j``) ->
+    per-variable features ``(B, d, 6)`` and per-pair features ``(B, d, d, 4)``.
+
+    Pair ``(i, j)``: ``p_ij``, ``p_ji`` and their uncertainties ``p (1 - p)``. Variable ``i``:
+    expected out- and in-degree, summed uncertainty of its outgoing and incoming edges, and the
+    largest of each. Permuting the variables permutes both outputs the same way.
+    """
+    p = belief
+    q = p.transpose(1, 2)
+    u, uq = p * (1 - p), q * (1 - q)
+    pair = torch.stack([p, q, u, uq], dim=-1)
+    node = torch.stack([p.sum(2), q.sum(2), u.sum(2), uq.sum(2), u.amax(2), uq.amax(2)], dim=-1)
+    return node, pair
+
+
+class BeliefBlock(nn.Module):
+    """Pre-norm self-attention over variables whose scores get a learned bias per head from
+    the pair features of :func:`belief_features`, then a feed-forward block.
+
+    ``z (B, d, D)``, ``pair (B, d, d, 4)`` -> ``(B, d, D)``; equivariant in the variables."""
+
+    def __init__(self, dim: int, n_heads: int, ff_dim: int):
+        super().__init__()
+        self.n_heads = n_heads
+        self.norm = nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.out = nn.Linear(dim, dim)
+        self.bias = nn.Sequential(
+            nn.Linear(BELIEF_PAIR_FEATURES, 16), nn.ReLU(), nn.Linear(16, n_heads)
+        )
+        self.ff = nn.Sequential(
+            nn.LayerNorm(dim), nn.Linear(dim, ff_dim), nn.ReLU(), nn.Linear(ff_dim, dim)
+        )
+
+    def forward(self, z: torch.Tensor, pair: torch.Tensor) -> torch.Tensor:
+        b, d, dim = z.shape
+        heads = self.qkv(self.norm(z)).view(b, d, 3, self.n_heads, -1).permute(2, 0, 3, 1, 4)
+        q, k, v = heads[0], heads[1], heads[2]  # (B, H, d, D / H)
+        scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
+        scores = scores + self.bias(pair).permute(0, 3, 1, 2)
+        mixed = (scores.softmax(-1) @ v).transpose(1, 2).reshape(b, d, dim)
+        z = z + self.out(mixed)
+        return z + self.ff(z)
+
+
 class CAASLEncoder(nn.Module):
     """Alternating self-attention over variables and samples, max-pooled over valid samples.
 
@@ -172,6 +224,10 @@ class CAASLEncoder(nn.Module):
     :param ff_dim: hidden width of each feed-forward block.
     :param dropout: dropout inside the transformer layers (off in ``eval()`` mode).
     :param standardization: ``"none"``, ``"zscore"`` or ``"counts"`` (see :func:`standardize_history`).
+    :param belief_layers: number of :class:`BeliefBlock` s reading the observation's edge
+        probabilities ``belief (B, d, d)`` after the pooling (0: the encoder reads the history
+        only). The variable features of :func:`belief_features` are embedded and added to the
+        pooled embeddings first.
     """
 
     def __init__(
@@ -182,8 +238,11 @@ class CAASLEncoder(nn.Module):
         ff_dim: int = 128,
         dropout: float = 0.1,
         standardization: Standardization = "none",
+        belief_layers: int = 0,
     ):
         super().__init__()
+        if belief_layers < 0:
+            raise ValueError(f"belief_layers must be >= 0, got {belief_layers}")
         if embed_dim % n_heads != 0:
             raise ValueError(f"n_heads={n_heads} must divide embed_dim={embed_dim}")
         if standardization not in STANDARDIZATIONS:
@@ -201,12 +260,37 @@ class CAASLEncoder(nn.Module):
             PreNormAttentionBlock(embed_dim, n_heads, ff_dim, dropout) for _ in range(n_layers)
         )
         self.final_norm = nn.LayerNorm(embed_dim)
+        self.belief_layers = belief_layers
+        if belief_layers:
+            self.belief_embedding = nn.Linear(BELIEF_NODE_FEATURES, embed_dim)
+            self.belief_blocks = nn.ModuleList(
+                BeliefBlock(embed_dim, n_heads, ff_dim) for _ in range(belief_layers)
+            )
 
-    def forward(self, history: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """``history (B, N, d, 2)``, ``mask (B, N)`` -> per-variable embeddings ``(B, d, D)``.
+    def forward(
+        self, history: torch.Tensor, mask: torch.Tensor, belief: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``history (B, N, d, 2)``, ``mask (B, N)`` and, for an encoder with belief layers,
+        ``belief (B, d, d)`` -> per-variable embeddings ``(B, d, D)``.
 
         In eval mode without autograd (SB3's rollouts) the inference path runs
         (:meth:`_forward_inference`), equal to float rounding."""
+        z = self._pooled(history, mask)
+        if not self.belief_layers:
+            return z
+        if belief is None:
+            raise ValueError(
+                "this encoder reads the edge probabilities ('belief'): make the environment "
+                "with observe_belief=True"
+            )
+        node, pair = belief_features(belief.to(z.dtype))
+        z = z + self.belief_embedding(node)
+        for block in self.belief_blocks:
+            z = block(z, pair)
+        return z
+
+    def _pooled(self, history: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The history part of :meth:`forward`: pooled per-variable embeddings ``(B, d, D)``."""
         check_history(history, mask, min_d=1)
         b, n, d, _ = history.shape
         valid = valid_rows(mask)

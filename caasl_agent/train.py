@@ -51,6 +51,7 @@ from caasl_agent.outputs import (
     write_atomic,
     write_csv_atomic,
 )
+from caasl_agent.safe_yaml import load_yaml
 from caasl_agent.train_logging import CSV_LOG, log_to_csv_without_tensorboard
 from caasl_envs.checks import check_int
 from caasl_envs.core import resolve_device
@@ -108,7 +109,7 @@ def load_config(name_or_path: str | Path) -> dict[str, Any]:
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        config = yaml.safe_load(path.read_text())
+        config = load_yaml(path.read_text(), str(path))  # alias bombs: one-line error
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
@@ -120,7 +121,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 
 
 #: settings a config file may add to its base preset
-OPTIONAL_SETTINGS = ("normalize_reward",)
+OPTIONAL_SETTINGS = ("normalize_reward", "imitation")
 
 
 def _merged(
@@ -135,7 +136,7 @@ def _merged(
             known = sorted({*base, *OPTIONAL_SETTINGS})
             raise ValueError(f"{where}: unknown setting {key!r}; expected one of {known}")
         if isinstance(value, dict) and isinstance(base.get(key), dict):
-            section_free = free or key in ("algorithm", "policy_kwargs", "env_kwargs")
+            section_free = free or key in ("algorithm", "policy_kwargs", "env_kwargs", "imitation")
             merged[key] = _merged(base[key], value, f"{where}: {key}", section_free)
         else:
             merged[key] = value

@@ -25,7 +25,13 @@ from gymnasium import spaces
 from gymnasium.utils import seeding
 
 from caasl_envs import histories, metrics
-from caasl_envs.checks import check_float, check_int, resolve_device
+from caasl_envs.checks import (
+    check_bool,
+    check_float,
+    check_graph_degree,
+    check_int,
+    resolve_device,
+)
 from caasl_envs.reward import RewardModel, load_reward_model
 from caasl_envs.rng import BatchedRNG
 from caasl_envs.scm import SIMULATORS
@@ -87,6 +93,8 @@ class CausalDesignCore:
     :param reward: ``"correct_entries"`` or ``"bce"``.
     :param reward_schedule: ``"dense"`` (reward every step) or ``"final"`` (only at the end).
     :param device: torch device for simulation and reward model, or ``"auto"``.
+    :param observe_belief: add the reward model's current edge probabilities ``(d, d)`` to the
+        observation (key ``"belief"``; they are computed for the reward anyway).
     :param prior_kwargs: passed to the simulator prior (graph, graph_degree, noise,
         coeff_mean, intervention, ...); ``None`` values mean the prior's default.
     """
@@ -104,6 +112,7 @@ class CausalDesignCore:
         reward: str = "correct_entries",
         reward_schedule: str = "dense",
         device: str | torch.device = "cpu",
+        observe_belief: bool = False,
         **prior_kwargs,
     ):
         for name, value, low in (
@@ -114,6 +123,7 @@ class CausalDesignCore:
             ("samples_per_step", samples_per_step, 1),
         ):
             check_int(name, value, low)
+        check_graph_degree(prior_kwargs.get("graph_degree"), d)
         if simulator not in SIMULATORS:
             raise ValueError(
                 f"unknown simulator {simulator!r}; expected one of {sorted(SIMULATORS)}"
@@ -128,6 +138,7 @@ class CausalDesignCore:
         self.num_envs, self.d, self.n0, self.budget = int(num_envs), int(d), int(n0), int(budget)
         self.samples_per_step = int(samples_per_step)
         self.reward_kind, self.reward_schedule = reward, reward_schedule
+        self.observe_belief = check_bool("observe_belief", observe_belief)
         self.device = resolve_device(device)
         self.prior = SIMULATORS[simulator](
             d=self.d, **{k: v for k, v in prior_kwargs.items() if v is not None}
@@ -222,9 +233,13 @@ class CausalDesignCore:
         values = None if self.target_only else action[:, self.d :] * self.value_scale
         return targets, values
 
-    def observation(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """History ``(B, N, d, 2)`` and validity mask ``(B, N)``; views, copy before keeping."""
-        return self.history, self.mask
+    def observation(self) -> dict[str, np.ndarray]:
+        """NumPy copies: ``history (B, N, d, 2)``, ``mask (B, N)`` and, with
+        ``observe_belief``, ``belief (B, d, d)`` (the latest edge probabilities)."""
+        obs = {"history": self.history.cpu().numpy().copy(), "mask": self.mask.cpu().numpy().copy()}
+        if self.observe_belief:
+            obs["belief"] = self.probs.to(torch.float32).cpu().numpy().copy()
+        return obs
 
     def _edge_probs(self) -> torch.Tensor:
         return self.posterior()
@@ -277,8 +292,9 @@ def design_score(probs: torch.Tensor, graph: torch.Tensor, reward: str) -> torch
 
 
 def observation_space(core: CausalDesignCore) -> spaces.Dict:
-    """One environment's observation: padded history ``(N, d, 2)`` and validity mask ``(N,)``."""
-    return histories.observation_space(core.max_rows, core.d)
+    """One environment's observation: padded history ``(N, d, 2)``, validity mask ``(N,)`` and,
+    with ``observe_belief``, the edge probabilities ``(d, d)``."""
+    return histories.observation_space(core.max_rows, core.d, core.observe_belief)
 
 
 def action_space(core: CausalDesignCore) -> spaces.Box:

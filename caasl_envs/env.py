@@ -9,6 +9,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from caasl_envs.checks import check_reset_options
 from caasl_envs.core import CausalDesignCore, action_space, observation_space
 from caasl_envs.render import RENDER_MODES, posterior_image, show
 from caasl_envs.rng import BatchedRNG
@@ -60,6 +61,7 @@ class CausalDesignEnv(gym.Env):
 
         :return: observation ``{"history": (N, d, 2), "mask": (N,)}`` and the ``initial_*`` info.
         """
+        check_reset_options(options)
         super().reset(seed=seed)
         summary = self.core.reset(BatchedRNG([self.np_random], self.core.device))
         self._terminated = False
@@ -111,8 +113,7 @@ class CausalDesignEnv(gym.Env):
             self.render()
 
     def _obs(self) -> dict[str, np.ndarray]:
-        history, mask = self.core.observation()
-        return {"history": history[0].cpu().numpy().copy(), "mask": mask[0].cpu().numpy().copy()}
+        return {key: value[0] for key, value in self.core.observation().items()}
 
     @property
     def graph(self) -> np.ndarray:

@@ -17,20 +17,56 @@ from gymnasium import spaces
 
 
 def check_history(x: torch.Tensor, mask: torch.Tensor | None = None, min_d: int = 2) -> None:
-    """Raise a ``ValueError`` naming the problem unless ``x`` is a finite ``(B, n, d, 2)`` tensor
-    with ``d >= min_d`` and ``mask``, when given, is ``(B, n)``."""
+    """Raise a ``ValueError`` naming the problem unless ``x`` is a finite real ``(B, n, d, 2)``
+    tensor with ``n >= 1`` rows and ``d >= min_d`` variables and ``mask``, when given, is
+    ``(B, n)``."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"history must be a torch.Tensor, got {type(x).__name__}")
     if x.ndim != 4 or x.shape[-1] != 2:
         raise ValueError(f"history must have shape (B, n, d, 2), got {tuple(x.shape)}")
+    if x.is_complex():
+        raise ValueError(f"history must be real (a float or integer tensor), got {x.dtype}")
+    if x.shape[1] < 1:
+        raise ValueError("history has no rows (n=0): edge probabilities need n >= 1 samples")
     if x.shape[2] < min_d:
         raise ValueError(f"history needs at least d={min_d} variables, got d={x.shape[2]}")
-    if not torch.isfinite(x).all():
+    if x.is_floating_point() and not torch.isfinite(x).all():
         raise ValueError("history contains NaN or inf")
     if mask is not None and tuple(mask.shape) != tuple(x.shape[:2]):
         raise ValueError(
             f"mask must have shape (B, n) = {tuple(x.shape[:2])}, got {tuple(mask.shape)}"
         )
+
+
+def checked_history(
+    x: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    dtype: torch.dtype = torch.float32,
+    min_d: int = 2,
+    counts: bool = False,
+) -> torch.Tensor:
+    """A reward model's input: :func:`check_history`, the intervened flags (channel 1) of the
+    valid rows in ``{0, 1}`` and, with ``counts`` (a model of count data), integral channel-0
+    values; then ``x`` in the model's ``dtype`` (a float64 or integer history is cast, not a
+    dtype error deep inside the model). ``ValueError`` naming the problem otherwise."""
+    check_history(x, mask, min_d)
+    valid = None if mask is None else mask.to(device=x.device, dtype=torch.bool)[..., None]
+    flags = x[..., 1]
+    bad = (flags != 0) & (flags != 1)
+    if valid is not None:
+        bad &= valid
+    if bad.any():
+        raise ValueError(f"the intervened flags (channel 1) must be 0 or 1, got {flags[bad][0]}")
+    if counts and x.is_floating_point():
+        fractional = x[..., 0] != x[..., 0].round()
+        if valid is not None:
+            fractional &= valid
+        if fractional.any():
+            raise ValueError(
+                "this model reads count data: channel 0 must hold integer counts, got "
+                f"{x[..., 0][fractional][0]}"
+            )
+    return x if x.dtype == dtype else x.to(dtype)
 
 
 def batched_observation(observation: Any) -> tuple[np.ndarray, np.ndarray, bool]:
@@ -65,21 +101,44 @@ def _float32_array(value: Any) -> np.ndarray:
     return np.asarray(value, dtype=np.float32)
 
 
-def observation_space(n: int, d: int) -> spaces.Dict:
-    """One environment's observation space: history ``(n, d, 2)`` and validity mask ``(n,)``."""
-    return spaces.Dict(
-        {
-            "history": spaces.Box(-np.inf, np.inf, shape=(n, d, 2), dtype=np.float32),
-            "mask": spaces.Box(0.0, 1.0, shape=(n,), dtype=np.float32),
-        }
-    )
+def observation_space(n: int, d: int, belief: bool = False) -> spaces.Dict:
+    """One environment's observation space: history ``(n, d, 2)``, validity mask ``(n,)`` and,
+    with ``belief``, the reward model's current edge probabilities ``(d, d)``."""
+    entries = {
+        "history": spaces.Box(-np.inf, np.inf, shape=(n, d, 2), dtype=np.float32),
+        "mask": spaces.Box(0.0, 1.0, shape=(n,), dtype=np.float32),
+    }
+    if belief:
+        entries["belief"] = spaces.Box(0.0, 1.0, shape=(d, d), dtype=np.float32)
+    return spaces.Dict(entries)
+
+
+def has_belief(space: spaces.Space) -> bool:
+    """Whether a causal-design observation space carries the ``belief`` entry."""
+    return isinstance(space, spaces.Dict) and "belief" in space.spaces
+
+
+def batched_belief(observation: dict[str, Any], d: int) -> np.ndarray | None:
+    """The observation's ``belief`` as float32 ``(B, d, d)`` (``None`` when it has none);
+    ``ValueError`` unless it is ``(d, d)`` or ``(B, d, d)`` with entries in ``[0, 1]``."""
+    if "belief" not in observation:
+        return None
+    belief = _float32_array(observation["belief"])
+    if belief.ndim == 2:
+        belief = belief[None]
+    if belief.ndim != 3 or belief.shape[1:] != (d, d):
+        raise ValueError(f"belief must have shape (d, d) or (B, d, d) with d={d}, got {belief.shape}")
+    if not ((belief >= 0) & (belief <= 1)).all():
+        raise ValueError("belief must hold probabilities in [0, 1]")
+    return belief
 
 
 def history_space_dims(space: spaces.Space) -> tuple[int, int]:
     """``(N, d)`` of a causal-design observation space; ``ValueError`` if it is not one."""
-    if not isinstance(space, spaces.Dict) or set(space.spaces) != {"history", "mask"}:
+    if not isinstance(space, spaces.Dict) or set(space.spaces) - {"belief"} != {"history", "mask"}:
         raise ValueError(
-            f"expected a Dict observation space with keys 'history' and 'mask', got {space}"
+            "expected a Dict observation space with keys 'history', 'mask' (and optionally "
+            f"'belief'), got {space}"
         )
     shape = space["history"].shape
     if len(shape) != 3 or shape[-1] != 2 or space["mask"].shape != shape[:1]:

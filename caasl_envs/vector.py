@@ -9,6 +9,7 @@ import torch
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from caasl_envs.checks import check_reset_options
 from caasl_envs.core import CausalDesignCore, action_space, make_generators, observation_space
 from caasl_envs.rng import BatchedRNG
 
@@ -50,6 +51,7 @@ class CausalDesignVectorEnv(VectorEnv):
         """Sample ``num_envs`` new hidden systems (``seed``: ``s0`` gives env ``i`` the seed
         ``s0 + i``; a list gives each its own; ``None`` keeps the generators going). A seed also
         seeds :attr:`np_random`, from ``s0`` or from the whole list."""
+        check_reset_options(options)
         if seed is not None or self._generators is None:
             self._generators = make_generators(seed, self.num_envs)
         if isinstance(seed, int | np.integer) and not isinstance(seed, bool):
@@ -85,8 +87,13 @@ class CausalDesignVectorEnv(VectorEnv):
         return self._obs(), result.reward.cpu().numpy(), terminated, truncated, info
 
     def _obs(self) -> dict[str, np.ndarray]:
-        history, mask = self.core.observation()
-        return {"history": history.cpu().numpy().copy(), "mask": mask.cpu().numpy().copy()}
+        return self.core.observation()
+
+    def set_observe_belief(self, flag: bool) -> None:
+        """Add (or drop) the ``belief`` entry of the observations, and update the spaces."""
+        self.core.observe_belief = bool(flag)
+        self.single_observation_space = observation_space(self.core)
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
 
     def _info(self, values: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
         info: dict[str, np.ndarray] = {}

@@ -43,6 +43,7 @@ from caasl_agent.bench.reports import BenchmarkResults, RunRecord
 from caasl_agent.bench.suites import Setting, Suite, get_suite
 from caasl_envs import CausalDesignVectorEnv, metrics
 from caasl_envs.checks import check_int
+from caasl_envs.histories import has_belief
 from caasl_envs.core import resolve_device
 from caasl_envs.reward import RewardModel, available_reward_models, is_reward_model_spec
 from caasl_envs.reward.exact import MAX_EXACT_D
@@ -215,6 +216,8 @@ def _prepare_agent(agent: Any, vec: CausalDesignVectorEnv, agent_seed: int) -> A
         return make_baseline(agent, core.target_only, agent_seed, core.reward_model, env)
     agent = load_agent(agent)
     check_compatible(agent, vec)
+    if has_belief(getattr(agent, "observation_space", None)):
+        vec.set_observe_belief(True)  # the policy reads the edge probabilities
     return agent
 
 
