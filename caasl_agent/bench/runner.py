@@ -43,8 +43,8 @@ from caasl_agent.bench.reports import BenchmarkResults, RunRecord
 from caasl_agent.bench.suites import Setting, Suite, get_suite
 from caasl_envs import CausalDesignVectorEnv, metrics
 from caasl_envs.checks import check_int
-from caasl_envs.histories import has_belief
 from caasl_envs.core import resolve_device
+from caasl_envs.histories import has_belief
 from caasl_envs.reward import RewardModel, available_reward_models, is_reward_model_spec
 from caasl_envs.reward.exact import MAX_EXACT_D
 from caasl_envs.reward.gp import MAX_GP_D
