@@ -53,6 +53,7 @@ from caasl_agent.serialization import (
 from caasl_envs import CausalDesignVectorEnv
 from caasl_envs.core import resolve_device
 from caasl_envs.histories import batched_observation
+from caasl_envs.registry import Registry
 
 __all__ = [
     "BASELINES",
@@ -157,7 +158,7 @@ class Baseline:
 
 #: Baseline names accepted by the harness and :func:`~caasl_agent.bench.baselines.make_baseline`
 #: (filled by :mod:`~caasl_agent.bench.baselines`; add yours with :func:`register_baseline`).
-BASELINES: dict[str, type[Baseline]] = {}
+BASELINES: Registry[type[Baseline]] = Registry("baseline")
 
 
 def register_baseline(name: str, cls: type[Baseline]) -> type[Baseline]:
@@ -167,10 +168,7 @@ def register_baseline(name: str, cls: type[Baseline]) -> type[Baseline]:
     """
     if not (isinstance(cls, type) and issubclass(cls, Baseline)):
         raise TypeError(f"baseline {name!r} must be a Baseline subclass, got {cls!r}")
-    if name in BASELINES:
-        raise ValueError(f"baseline {name!r} is already registered ({BASELINES[name].__name__})")
-    BASELINES[name] = cls
-    return cls
+    return BASELINES.register(name, cls)
 
 
 # --------------------------------------------------------------------------- loaders

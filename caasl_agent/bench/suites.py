@@ -40,6 +40,7 @@ import gymnasium as gym
 import numpy as np
 
 import caasl_envs  # noqa: F401  (registers the environment ids)
+from caasl_envs.registry import Registry
 
 __all__ = [
     "Setting",
@@ -124,13 +125,16 @@ class Suite:
         ]
 
 
-_SUITES: dict[str, Callable[[], Suite]] = {}
+_SUITES: Registry[Callable[[], Suite | None]] = Registry("suite")
 
 
 def register_suite(name: str, factory: Callable[[], Suite | None]) -> None:
     """Make ``get_suite(name)`` return ``factory()``; a factory returning ``None`` marks the
-    suite as unavailable in this installation (e.g. its environments are not registered)."""
-    _SUITES[name] = factory
+    suite as unavailable in this installation (e.g. its environments are not registered).
+
+    :raises ValueError: when ``name`` is already registered.
+    """
+    _SUITES.register(name, factory)
 
 
 def available_suites() -> list[str]:

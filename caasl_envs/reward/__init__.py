@@ -10,6 +10,7 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
+from caasl_envs.registry import Registry
 from caasl_envs.reward.avici import AVICIModel
 from caasl_envs.reward.base import (
     ConstantRewardModel,
@@ -25,12 +26,17 @@ from caasl_envs.reward.official import load_official_avici, load_official_checkp
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 """Shipped reward-model weights (``<name>.pt``) and their model cards (``<name>.md``)."""
 
-_REGISTRY: dict[str, Callable[..., RewardModel]] = {}
+_REGISTRY: Registry[Callable[..., RewardModel]] = Registry("reward model")
 
 
 def register_reward_model(name: str, loader: Callable[..., RewardModel]) -> None:
-    """Make ``load_reward_model(name)`` call ``loader(**kwargs)``."""
-    _REGISTRY[name] = loader
+    """Make ``load_reward_model(name)`` call ``loader(**kwargs)``.
+
+    :raises ValueError: when ``name`` is already registered (names are never overwritten).
+    """
+    if not callable(loader):
+        raise TypeError(f"reward model {name!r}: the loader must be callable, got {loader!r}")
+    _REGISTRY.register(name, loader)
 
 
 def available_reward_models() -> list[str]:

@@ -9,6 +9,7 @@ from typing import Protocol
 
 import torch
 
+from caasl_envs.registry import Registry
 from caasl_envs.rng import BatchedRNG
 from caasl_envs.scm.linear import (
     LINEAR_INTERVENTIONS,
@@ -43,7 +44,7 @@ __all__ = [
 ]
 
 #: Simulator families by name; the environments' ``simulator`` kwarg picks one.
-SIMULATORS: dict[str, type] = {"linear": LinearSCMPrior, "sergio": SergioPrior}
+SIMULATORS: "Registry[Callable[..., SimulatorPrior]]" = Registry("simulator")
 #: what an action sets: targets and values (``[-1, 1]^(2d)``) or targets only (``[-1, 1]^d``)
 ACTION_KINDS = ("target_value", "target_only")
 
@@ -81,8 +82,6 @@ def register_simulator(name: str, prior: Callable[..., SimulatorPrior]) -> None:
     Register at import time of the module that defines ``prior``, so that worker processes
     (``caasl bench --workers``) that import it have it too.
     """
-    if name in SIMULATORS:
-        raise ValueError(f"simulator {name!r} is already registered")
     missing = [
         a for a in ("sample", "action_kind", "default_reward_model") if not hasattr(prior, a)
     ]
@@ -92,7 +91,11 @@ def register_simulator(name: str, prior: Callable[..., SimulatorPrior]) -> None:
         raise ValueError(
             f"simulator {name!r}: action_kind must be one of {ACTION_KINDS}, got {prior.action_kind!r}"
         )
-    SIMULATORS[name] = prior
+    SIMULATORS.register(name, prior)
+
+
+register_simulator("linear", LinearSCMPrior)
+register_simulator("sergio", SergioPrior)
 
 
 __all__ += ["ACTION_KINDS", "SIMULATORS", "CausalSystem", "SimulatorPrior", "register_simulator"]
