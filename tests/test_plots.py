@@ -130,7 +130,9 @@ def test_one_style_per_agent_across_figures():
 
 
 def test_save_plots_one_png_per_metric_and_mode(tmp_path):
-    results = make_results(agents=AGENTS[:2] + ["random"], modes=("stochastic", "deterministic"))
+    results = make_results(
+        agents=AGENTS[:2] + ["random"], settings=SETTINGS[:1], modes=("stochastic", "deterministic")
+    )
     paths = save_plots(results, tmp_path, ("return", "auroc"))
     assert sorted(p.name for p in paths) == [
         "auroc-deterministic.png",
