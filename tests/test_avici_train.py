@@ -102,7 +102,7 @@ def test_cli_trains_exports_and_loads(tmp_path):
     )  # fmt: skip
     model = AVICIModel.load(weights)
     assert not model.training
-    probs = model.edge_probs(torch.randn(2, 7, 5, 2).clamp(0, 1))
+    probs = model.edge_probs(torch.randn(2, 7, 5, 2).clamp(0, 1).round())  # flags 0/1
     assert probs.shape == (2, 5, 5)
     run = str(tmp_path / "run")
     main(["--out", run, "--resume", "--no-progress"])  # already done: no more steps

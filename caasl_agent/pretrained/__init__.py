@@ -24,9 +24,11 @@ def available_policies() -> list[str]:
 
 
 def policy_path(name: str) -> Path:
-    """The ``.zip`` of a shipped policy; ``ValueError`` naming the choices if unknown."""
+    """The ``.zip`` of a shipped policy; ``ValueError`` naming the choices if ``name`` is not
+    one of :func:`available_policies` (a file path or ``../`` is refused: load a file with
+    ``CAASL.load(path)`` or the benchmark's ``sb3:PATH``)."""
     path = _DIR / f"{name}.zip"
-    if not path.is_file():
+    if name not in available_policies():
         raise ValueError(
             f"no shipped policy {name!r}; available: {', '.join(available_policies()) or 'none'}"
         )

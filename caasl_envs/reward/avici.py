@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from caasl_envs.checks import resolve_device
+from caasl_envs.histories import checked_history
 from caasl_envs.inference import (
     LN_EPS,
     InferenceWorkspace,
@@ -51,7 +52,6 @@ from caasl_envs.inference import (
     rms_normalised,
     standardize_history,
 )
-from caasl_envs.reward.base import check_history
 
 
 def _valid_mask(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -256,7 +256,7 @@ class AVICIModel(nn.Module):
         the inference path runs (:meth:`_forward_inference`); its logits match the
         differentiable path's to float rounding.
         """
-        check_history(x, mask)
+        x = checked_history(x, mask, self.embedding.weight.dtype, counts=self.expects_counts)
         key_mask = None if mask is None else _valid_mask(x, mask)
         x = self.standardize(x, mask)
         grad = torch.is_grad_enabled() and (
