@@ -1,19 +1,36 @@
-"""A tiny causal-design-shaped env for the agent tests (independent of caasl_envs).
+"""A tiny causal-design-shaped env and the tiny network configs of the agent tests.
 
 Observation and action spaces follow the env contract of the project (COMMON.md): a Dict with
 ``history (N, d, 2)`` and ``mask (N,)``, valid rows first; actions ``[targets, values]`` in
 ``[-1, 1]^(2d)`` or targets only. Hidden system: independent Gaussians with random means; the
 reward is the number of intervened variables whose mean is positive minus those with a negative
-mean, so a policy can learn from the observed rows which variables to pick.
+mean, so a policy can learn from the observed rows which variables to pick (independent of
+caasl_envs).
+
+:data:`TINY_ENCODER` and :func:`tiny_policy_kwargs` are the one definition of the tiny CAASL
+networks the agent tests train and of the tiny AVICI models of the reward tests
+(``conftest.py`` also hands :func:`tiny_policy_kwargs` to tests as a fixture).
 """
 
 from __future__ import annotations
 
 import gymnasium as gym
 import numpy as np
-import pytest
-import torch
 from gymnasium import spaces
+
+#: A one-layer CAASL encoder of width 8: fast, and it still runs every part of the network.
+TINY_ENCODER = dict(embed_dim=8, n_layers=1, n_heads=2, ff_dim=16, dropout=0.0)
+
+#: A tiny AVICI reward model.
+TINY_AVICI = dict(dim=8, layers=1, num_heads=2, key_size=4)
+
+
+def tiny_policy_kwargs(net_arch: int = 16) -> dict:
+    """``policy_kwargs`` of a CAASL policy with :data:`TINY_ENCODER` for actor and critics and
+    one hidden layer of ``net_arch`` units."""
+    return dict(
+        net_arch=[net_arch], actor_encoder_kwargs=TINY_ENCODER, critic_encoder_kwargs=TINY_ENCODER
+    )
 
 
 class ToyDesignEnv(gym.Env):
@@ -58,12 +75,3 @@ class ToyDesignEnv(gym.Env):
         self.t += 1
         reward = float(np.sign(self.means)[targets].sum())
         return self._obs(), reward, self.t == self.budget, False, {}
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """The agent tests run tiny networks: on 2 shared cores, 2 torch threads are ~10x slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)

@@ -4,7 +4,7 @@ independence from padding; standardisation of the inputs."""
 import numpy as np
 import pytest
 import torch
-from agent_toy_env import one_torch_thread  # noqa: F401 (autouse fixture)
+from agent_toy_env import TINY_ENCODER
 
 from caasl_agent.torch_layers import (
     CAASLEncoder,
@@ -13,7 +13,7 @@ from caasl_agent.torch_layers import (
     valid_rows,
 )
 
-TINY = dict(embed_dim=8, n_layers=2, n_heads=2, ff_dim=16, dropout=0.0)
+TINY = dict(TINY_ENCODER, n_layers=2)  # two layers: one over variables, one over samples each
 ATOL = 1e-5
 
 

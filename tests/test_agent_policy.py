@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from agent_toy_env import ToyDesignEnv, one_torch_thread  # noqa: F401 (autouse fixture)
+from agent_toy_env import ToyDesignEnv, tiny_policy_kwargs
 from stable_baselines3.common.buffers import DictReplayBuffer
 from stable_baselines3.common.vec_env import DummyVecEnv
 
@@ -11,8 +11,7 @@ from caasl_agent import CAASL, CAASLPolicy
 from caasl_agent.buffers import HistoryReplayBuffer
 from caasl_agent.policies import env_layout_actions, per_variable_actions
 
-TINY = dict(embed_dim=8, n_layers=1, n_heads=2, ff_dim=16, dropout=0.0)
-POLICY_KWARGS = dict(net_arch=[16], actor_encoder_kwargs=TINY, critic_encoder_kwargs=TINY)
+POLICY_KWARGS = tiny_policy_kwargs(16)
 
 
 def toy_vec_env(d=5, n_envs=2, targets_only=False):

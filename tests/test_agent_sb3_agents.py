@@ -4,7 +4,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from agent_toy_env import one_torch_thread  # noqa: F401 (autouse fixture)
+from agent_toy_env import TINY_ENCODER
 from sb3_contrib import TQC
 from stable_baselines3 import A2C, PPO, SAC, TD3
 from stable_baselines3.common.vec_env import DummyVecEnv
@@ -13,7 +13,6 @@ import caasl_envs
 from caasl_agent import CAASL, CAASLFeaturesExtractor
 
 ENV_KWARGS = dict(d=3, n0=5, budget=3, reward_model="partial-correlation")
-TINY = dict(embed_dim=8, n_layers=1, n_heads=2, ff_dim=16, dropout=0.0)
 OFF_POLICY = dict(learning_starts=150, batch_size=16, buffer_size=1000)
 ALGORITHMS = {
     "SAC": (SAC, OFF_POLICY),
@@ -32,7 +31,7 @@ def test_stock_agent_trains_and_acts(name, extractor):
     policy_kwargs = dict(net_arch=[16])
     if extractor == "caasl":
         policy_kwargs.update(
-            features_extractor_class=CAASLFeaturesExtractor, features_extractor_kwargs=TINY
+            features_extractor_class=CAASLFeaturesExtractor, features_extractor_kwargs=TINY_ENCODER
         )
     model = algorithm(
         "MultiInputPolicy", env, seed=0, device="cpu", policy_kwargs=policy_kwargs, **kwargs
@@ -56,10 +55,10 @@ def test_stock_agent_trains_and_acts(name, extractor):
         assert any("features_extractor.encoder" in k for k in trained), sorted(trained)
 
 
-def test_caasl_on_gym_make_dummy_vec_env_and_on_the_batched_adapter():
+def test_caasl_on_gym_make_dummy_vec_env_and_on_the_batched_adapter(tiny_policy_kwargs):
     single = DummyVecEnv([lambda: gym.make("caasl/LinearGaussian-v0", **ENV_KWARGS)] * 2)
     batched = caasl_envs.make_sb3_vec_env("caasl/LinearGaussian-v0", n_envs=4, seed=0, **ENV_KWARGS)
-    policy_kwargs = dict(net_arch=[16], actor_encoder_kwargs=TINY, critic_encoder_kwargs=TINY)
+    policy_kwargs = tiny_policy_kwargs(16)
     for env in (single, batched):
         model = CAASL(
             env,

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from agent_toy_env import one_torch_thread  # noqa: F401 (autouse fixture)
+from agent_toy_env import tiny_policy_kwargs
 from stable_baselines3.common.vec_env import VecNormalize
 
 import caasl_envs
@@ -23,17 +23,13 @@ from caasl_agent.train import (
     train,
 )
 
-TINY = dict(embed_dim=8, n_layers=1, n_heads=2, ff_dim=16, dropout=0.0)
-
 
 def tiny_config():
     config = load_config("cpu-quick")
     config.update(n_envs=4, total_timesteps=96, checkpoint_every_steps=48)
     config["env_kwargs"] = dict(d=3, n0=5, budget=3, reward_model="partial-correlation")
     config["algorithm"].update(learning_starts=24, batch_size=8, buffer_size=500)
-    config["policy_kwargs"] = dict(
-        net_arch=[16], actor_encoder_kwargs=TINY, critic_encoder_kwargs=TINY
-    )
+    config["policy_kwargs"] = tiny_policy_kwargs(16)
     config["evaluation"] = dict(
         every_steps=48, n_envs=4, seed=100, heldout_n_envs=6, heldout_seed=200
     )

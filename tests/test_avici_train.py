@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from agent_toy_env import TINY_AVICI
 
 from caasl_envs.graphs import is_dag
 from caasl_envs.reward.avici import AVICIModel
@@ -16,7 +17,6 @@ from caasl_envs.reward.training.train import (
     spectral_radius,
 )
 
-TINY_MODEL = dict(dim=8, layers=1, num_heads=2, key_size=4)
 TINY_DATA = dict(d_range=(3, 5), n_obs_range=(6, 8), n_int_range=(2, 3))
 TINY_EVAL = dict(d_range=(4, 4), n_obs_range=(6, 6), n_int_range=(2, 2), p_obs_only=0.0)
 
@@ -68,7 +68,7 @@ def _config(tmp_path, steps=6, **overrides):
         eval_every=3,
         eval_datasets=8,
         device="cpu",
-        model=TINY_MODEL,
+        model=TINY_AVICI,
         data=TINY_DATA,
         eval_data=TINY_EVAL,
         **overrides,

@@ -7,7 +7,6 @@ samples into its history, the buffer copies rows, so nothing may round.
 import numpy as np
 import pytest
 import torch
-from agent_toy_env import one_torch_thread  # noqa: F401 (autouse fixture)
 from gymnasium.utils import seeding
 from gymnasium.wrappers import TimeLimit
 from stable_baselines3.common.buffers import DictReplayBuffer
@@ -23,7 +22,6 @@ from caasl_envs.scm import LinearSCMPrior
 K = 3
 ENV = dict(d=4, n0=5, budget=3, samples_per_step=K, reward_model="partial-correlation")
 N_ROWS = ENV["n0"] + ENV["budget"] * K
-TINY = dict(embed_dim=8, n_layers=1, n_heads=2, ff_dim=16, dropout=0.0)
 
 
 def actions(n_steps: int, n_envs: int | None = None, seed: int = 0) -> np.ndarray:
@@ -189,7 +187,7 @@ def test_a_step_may_append_fewer_rows_than_rows_per_step():
 
 
 @pytest.mark.parametrize("env_kind", ["dummy-with-time-limit", "batched"])
-def test_agent_trains_identically_with_history_and_dict_buffers(env_kind):
+def test_agent_trains_identically_with_history_and_dict_buffers(env_kind, tiny_policy_kwargs):
     """Same seed, same samples: only the buffer differs, so any difference in what it returns
     (a wrong row, mask, padding or done for k = 3) changes the weights."""
     weights = []
@@ -206,7 +204,7 @@ def test_agent_trains_identically_with_history_and_dict_buffers(env_kind):
             learning_starts=8,
             batch_size=8,
             replay_buffer_class=buffer_class,
-            policy_kwargs=dict(net_arch=[8], actor_encoder_kwargs=TINY, critic_encoder_kwargs=TINY),
+            policy_kwargs=tiny_policy_kwargs(8),
         )
         model.learn(32)
         assert model._n_updates >= 10

@@ -10,15 +10,14 @@ from math import comb
 import numpy as np
 import pytest
 import torch
-from agent_toy_env import ToyDesignEnv, one_torch_thread  # noqa: F401 (autouse fixture)
+from agent_toy_env import ToyDesignEnv, tiny_policy_kwargs
 from stable_baselines3.common.type_aliases import DictReplayBufferSamples
 from stable_baselines3.common.vec_env import DummyVecEnv
 from torch import nn
 
 from caasl_agent import CAASL
 
-TINY = dict(embed_dim=8, n_layers=1, n_heads=2, ff_dim=16, dropout=0.0)
-POLICY_KWARGS = dict(net_arch=[8], actor_encoder_kwargs=TINY, critic_encoder_kwargs=TINY)
+POLICY_KWARGS = tiny_policy_kwargs(8)
 D, N_ROWS = 3, 9  # ToyDesignEnv(d=3): n0=3 + budget 3 x 1 row
 GAMMA, ALPHA = 0.9, 0.5
 

@@ -11,7 +11,7 @@ import random
 import numpy as np
 import pytest
 import torch
-from agent_toy_env import one_torch_thread  # noqa: F401 (autouse fixture)
+from agent_toy_env import tiny_policy_kwargs
 from test_agent_train import tiny_config
 
 import caasl_envs
@@ -19,7 +19,6 @@ from caasl_agent import CAASL
 from caasl_agent.train import train
 
 ENV = dict(d=3, n0=4, budget=4, reward_model="partial-correlation")
-TINY = dict(embed_dim=8, n_layers=1, n_heads=2, ff_dim=16, dropout=0.0)
 SETTINGS = dict(
     device="cpu",
     learning_starts=24,
@@ -30,7 +29,7 @@ SETTINGS = dict(
     ent_coef="auto_0.1",
     target_entropy=-3.0,
     target_entropy_final=-9.0,
-    policy_kwargs=dict(net_arch=[16], actor_encoder_kwargs=TINY, critic_encoder_kwargs=TINY),
+    policy_kwargs=tiny_policy_kwargs(16),
 )
 STEPS = 96  # 24 rounds of 4 envs, 18 gradient steps
 

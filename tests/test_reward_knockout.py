@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from agent_toy_env import TINY_AVICI
 
 from caasl_envs import load_reward_model
 from caasl_envs.reward import AVICIModel, KnockoutAVICIModel
@@ -15,7 +16,7 @@ from caasl_envs.reward.knockout import (
     log_normalised,
 )
 
-TINY = dict(dim=8, layers=1, num_heads=2, key_size=4, expects_counts=True)
+TINY = dict(TINY_AVICI, expects_counts=True)
 
 
 def history(counts: list[list[float]], targets: list[list[int]]) -> torch.Tensor:

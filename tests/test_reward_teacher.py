@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from agent_toy_env import TINY_AVICI
 
 from caasl_agent.bench.baselines import BASELINES, RepeatedTargetAgent
 from caasl_agent.bench.discrimination import (
@@ -29,7 +30,6 @@ from caasl_envs.reward.training.train import (
 )
 from caasl_envs.reward.training.train_sergio import SergioDatasetSampler
 
-TINY_MODEL = dict(dim=8, layers=1, num_heads=2, key_size=4)
 TINY_DATA = dict(d_range=(4, 5), n_obs_range=(8, 10), n_int_range=(3, 4), p_obs_only=0.0)
 TINY_EVAL = dict(d_range=(4, 4), n_obs_range=(8, 8), n_int_range=(3, 3), p_obs_only=0.0)
 
@@ -97,7 +97,7 @@ def test_teacher_targets_are_the_exact_posterior_of_each_dataset():
 def test_teacher_run_learns_the_teacher_and_rejects_count_data(tmp_path):
     config = TrainConfig(
         out_dir=str(tmp_path / "run"), steps=60, batch_size=16, lr=1e-2, warmup_steps=5,
-        eval_every=60, eval_datasets=16, model=TINY_MODEL, data=TINY_DATA, eval_data=TINY_EVAL,
+        eval_every=60, eval_datasets=16, model=TINY_AVICI, data=TINY_DATA, eval_data=TINY_EVAL,
         targets="exact-linear-scm", teacher_max_d=5, snapshots=True,
     )  # fmt: skip
     trainer = Trainer(config)
@@ -119,16 +119,16 @@ def test_teacher_run_learns_the_teacher_and_rejects_count_data(tmp_path):
 
 
 def test_init_starts_from_the_given_weights_and_checks_the_architecture(tmp_path):
-    source = AVICIModel(**TINY_MODEL).save(tmp_path / "w.pt")
+    source = AVICIModel(**TINY_AVICI).save(tmp_path / "w.pt")
     base = dict(out_dir=str(tmp_path / "r"), eval_datasets=4, data=TINY_DATA, eval_data=TINY_EVAL)
-    trainer = Trainer(TrainConfig(**base, model=TINY_MODEL, init=str(source)))
+    trainer = Trainer(TrainConfig(**base, model=TINY_AVICI, init=str(source)))
     loaded = AVICIModel.load(source)
     for key, value in loaded.state_dict().items():
         assert torch.equal(trainer.model.state_dict()[key], value)
     with pytest.raises(ValueError, match="architecture"):
-        Trainer(TrainConfig(**base, model={**TINY_MODEL, "dim": 16}, init=str(source)))
+        Trainer(TrainConfig(**base, model={**TINY_AVICI, "dim": 16}, init=str(source)))
     with pytest.raises(ValueError, match="no weights file"):
-        Trainer(TrainConfig(**base, model=TINY_MODEL, init=str(tmp_path / "missing.pt")))
+        Trainer(TrainConfig(**base, model=TINY_AVICI, init=str(tmp_path / "missing.pt")))
 
 
 def test_cli_takes_the_teacher_and_design_options(tmp_path, capsys):
