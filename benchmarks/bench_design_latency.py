@@ -4,7 +4,8 @@ Times ``policy.predict(obs, deterministic=True)`` of a freshly initialised polic
 actor of a preset (default ``paper``: docs/design.md §4, embed 32, 4 layer pairs, 8 heads,
 feed-forward 128) on histories of ``N = 60`` rows (n0 = 50 + budget 10), for d in
 {10, 20, 50} and batch 1 and 256. The weights do not matter for the latency; the observation
-is a random valid history. Both wall-clock and process CPU time are reported: on a shared
+is a random valid history (and a random edge-probability matrix for policies that read the
+belief channel, e.g. ``--preset imitation-linear``). Both wall-clock and process CPU time are reported: on a shared
 machine the wall clock also counts the time other processes hold the core.
 
     python benchmarks/bench_design_latency.py [--threads 1] [--repeats 20] [--preset cpu-quick]
@@ -21,22 +22,22 @@ from gymnasium import spaces
 
 from caasl_agent import CAASLPolicy
 from caasl_agent.train import load_config
+from caasl_envs.histories import observation_space
 
 
 def observation(batch: int, n_rows: int, d: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """A random valid batch of observations, with a random ``belief (B, d, d)`` (a policy that
+    does not read it ignores it)."""
     history = rng.normal(size=(batch, n_rows, d, 2)).astype(np.float32)
     history[..., 1] = rng.random((batch, n_rows, d)) < 0.1
     mask = np.ones((batch, n_rows), dtype=np.float32)
-    return {"history": history, "mask": mask}
+    belief = (rng.random((batch, d, d)) * (1 - np.eye(d))).astype(np.float32)
+    return {"history": history, "mask": mask, "belief": belief}
 
 
 def policy_for(d: int, n_rows: int, policy_kwargs: dict) -> CAASLPolicy:
-    obs_space = spaces.Dict(
-        {
-            "history": spaces.Box(-np.inf, np.inf, (n_rows, d, 2), np.float32),
-            "mask": spaces.Box(0.0, 1.0, (n_rows,), np.float32),
-        }
-    )
+    reads_belief = bool(policy_kwargs.get("actor_encoder_kwargs", {}).get("belief_layers", 0))
+    obs_space = observation_space(n_rows, d, belief=reads_belief)
     action_space = spaces.Box(-1.0, 1.0, (2 * d,), np.float32)
     return CAASLPolicy(obs_space, action_space, lambda _: 1e-3, **policy_kwargs)
 

@@ -226,7 +226,8 @@ class DesignEvalCallback(BaseCallback):
     """Every ``every_steps`` env steps, evaluate the policy on fixed envs; keep the best one
     (mean final expected correct entries) in ``best_model.zip``. ``deterministic=False``
     samples the policy (an equivariant deterministic policy gives every variable with similar
-    data the same target decision, so it tends to intervene on all or none)."""
+    data the same target decision, so it tends to intervene on all or none). ``at_start``
+    also evaluates the starting policy (``caasl train --resume``, ``caasl imitate rl``)."""
 
     def __init__(
         self,
@@ -237,8 +238,10 @@ class DesignEvalCallback(BaseCallback):
         every_steps: int,
         output_dir: Path,
         deterministic: bool = False,
+        at_start: bool = False,
     ):
         super().__init__()
+        self.at_start = at_start
         self.deterministic = deterministic
         self.env_id, self.env_kwargs, self.n_envs, self.seed = env_id, env_kwargs, n_envs, seed
         self.every_steps, self.output_dir = every_steps, output_dir
@@ -254,6 +257,8 @@ class DesignEvalCallback(BaseCallback):
         self.history = [row for row in self.history if row["timesteps"] <= self.num_timesteps]
         baseline = evaluate_agent("random", self.env_id, self.env_kwargs, self.n_envs, self.seed)
         self.random_mean = float(baseline["final_expected_correct_entries"].mean())
+        if self.at_start and not any(r["timesteps"] == self.num_timesteps for r in self.history):
+            self.evaluate()  # the starting policy (e.g. an imitated one) competes for best
 
     def _on_step(self) -> bool:
         if self.num_timesteps >= self._next:
@@ -382,6 +387,7 @@ def _train(
         config["evaluation"]["every_steps"],
         output,
         deterministic=config["evaluation"].get("deterministic", False),
+        at_start=resume is not None,
     )
     train_seconds = learn(model, config, output, eval_callback, resume is None, progress_bar)
     model.save(output / "final_model")

@@ -138,6 +138,7 @@ class CausalDesignCore:
         self.num_envs, self.d, self.n0, self.budget = int(num_envs), int(d), int(n0), int(budget)
         self.samples_per_step = int(samples_per_step)
         self.reward_kind, self.reward_schedule = reward, reward_schedule
+        self.simulator = simulator
         self.observe_belief = check_bool("observe_belief", observe_belief)
         self.device = resolve_device(device)
         self.prior = SIMULATORS[simulator](

@@ -41,6 +41,7 @@ from caasl_agent.bench.backends import Executor, InProcess, execute
 from caasl_agent.bench.baselines import make_baseline
 from caasl_agent.bench.reports import BenchmarkResults, RunRecord
 from caasl_agent.bench.suites import Setting, Suite, get_suite
+from caasl_agent.pretrained import load_policy, recommended_policy
 from caasl_envs import CausalDesignVectorEnv, metrics
 from caasl_envs.checks import check_int
 from caasl_envs.core import resolve_device
@@ -48,6 +49,7 @@ from caasl_envs.histories import has_belief
 from caasl_envs.reward import RewardModel, available_reward_models, is_reward_model_spec
 from caasl_envs.reward.exact import MAX_EXACT_D
 from caasl_envs.reward.gp import MAX_GP_D
+from caasl_envs.reward.mcmc import MAX_MCMC_D
 from caasl_envs.scm import SIMULATORS
 
 __all__ = [
@@ -128,11 +130,15 @@ AUTO_SCORER = "exact-linear-scm"
 """What ``scorer="auto"`` scores linear settings with ``d <= MAX_EXACT_D`` with: the exact
 posterior of the environments' prior (Gaussian noise, up to in-degree 3; an approximation for
 scale-free graphs, non-Gaussian noise and shift interventions)."""
+AUTO_MCMC_SCORER = "mcmc-linear-scm"
+"""What ``scorer="auto"`` scores linear settings with ``MAX_EXACT_D < d <= MAX_MCMC_D`` with: the
+same posterior by order MCMC (caasl_envs/reward/mcmc.py; its accuracy contract: docs/mcmc.md)."""
 
 
 def scorer_for(scorer: Any, setting: Setting) -> Any:
     """The model that computes a setting's metrics: ``"auto"`` (the default) is
-    :data:`AUTO_SCORER` for linear settings with ``d <= MAX_EXACT_D``, ``exact-gp`` for RFF
+    :data:`AUTO_SCORER` for linear settings with ``d <= MAX_EXACT_D`` (:data:`AUTO_MCMC_SCORER`
+    up to ``MAX_MCMC_D``), ``exact-gp`` for RFF
     settings with ``d <= MAX_GP_D``, and ``None`` otherwise;
     ``None`` or ``"reward"`` is the environment's own reward model; a name or model is itself;
     a mapping ``{setting name or "*": scorer}`` picks per setting."""
@@ -144,8 +150,10 @@ def scorer_for(scorer: Any, setting: Setting) -> Any:
         kwargs = setting.env_kwargs()
         if kwargs.get("simulator") == "rff":  # nonlinear mechanisms: the GP posterior, d <= 10
             return "exact-gp" if kwargs.get("d", 10) <= MAX_GP_D else None
-        linear = kwargs.get("simulator", "linear") == "linear"
-        return AUTO_SCORER if linear and kwargs.get("d", 10) <= MAX_EXACT_D else None
+        if kwargs.get("simulator", "linear") != "linear":
+            return None
+        d = kwargs.get("d", 10)
+        return AUTO_SCORER if d <= MAX_EXACT_D else AUTO_MCMC_SCORER if d <= MAX_MCMC_D else None
     return scorer
 
 
@@ -205,7 +213,7 @@ def setting_env(
 def _prepare_agent(agent: Any, vec: CausalDesignVectorEnv, agent_seed: int) -> Any:
     """A baseline name becomes a baseline built for ``vec``; anything else is loaded and checked
     against ``vec``'s spaces."""
-    if isinstance(agent, str):
+    if isinstance(agent, str) and agent != "caasl":
         core = vec.core
         # The uncertainty baseline asks for the posterior the environment has just computed.
         core.reward_model = LastCallCache(core.reward_model)
@@ -214,6 +222,9 @@ def _prepare_agent(agent: Any, vec: CausalDesignVectorEnv, agent_seed: int) -> A
             "intervention": getattr(core.prior, "intervention", "do"),
         }
         return make_baseline(agent, core.target_only, agent_seed, core.reward_model, env)
+    if agent == "caasl":  # the recommended policy of the family: SERGIO's, else the linear one
+        family = "sergio" if vec.core.simulator.startswith("sergio") else "linear"
+        agent = load_policy(recommended_policy(family))
     agent = load_agent(agent)
     check_compatible(agent, vec)
     if has_belief(getattr(agent, "observation_space", None)):

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from caasl_agent.caasl import CAASL
 from caasl_agent.imitation.labels import LabelSetting, collect, load_chunks, run_fingerprint
 from caasl_agent.imitation.trainer import LabelDataset, fit_actor
 from caasl_agent.train import env_kwargs_of, evaluate_agent, load_config, make_model, train
@@ -75,16 +76,33 @@ def _collect_command(args: argparse.Namespace) -> None:
     folder = Path(args.out) / "labels"
     if args.overwrite and folder.exists():
         shutil.rmtree(folder)
+    dagger = args.round > 0
     collect(
         folder,
         settings,
-        chunks=args.chunks or int(section["chunks"]),
+        chunks=args.chunks or int(section["dagger_chunks" if dagger else "chunks"]),
         teacher=teacher,
         episodes_per_chunk=int(section.get("episodes_per_chunk", 16)),
         seed=seed,
-        beta=float(section.get("beta", 0.7)),
+        beta=float(section.get("dagger_beta" if dagger else "beta", 0.7)),
+        round_=args.round,
+        explorer=policy_explorer(Path(args.out) / "fit" / "imitated.zip") if dagger else None,
         shard=args.shard,
     )
+
+
+def policy_explorer(path: Path):
+    """``seed -> policy`` for DAgger rounds: the fitted policy, sampling its designs with
+    torch's generator seeded by the chunk's explorer seed."""
+    if not path.is_file():
+        raise ValueError(f"{path} does not exist: a DAgger round needs `caasl imitate fit` first")
+    model = CAASL.load(path, device="cpu")
+
+    def explorer(seed: int) -> CAASL:
+        torch.manual_seed(seed)
+        return model
+
+    return explorer
 
 
 def validation_score(config: dict[str, Any], env_kwargs: dict[str, Any]):
@@ -183,7 +201,14 @@ def add_imitate_parser(subparsers) -> None:
     parser.add_argument("--config", default="imitation-linear", help="preset name or YAML file")
     parser.add_argument("--out", required=True, help="run folder (labels go to OUT/labels)")
     parser.add_argument("--teacher", default=None, help="harness agent to imitate")
-    parser.add_argument("--chunks", type=int, default=None, help="label chunks (round 0)")
+    parser.add_argument("--chunks", type=int, default=None, help="label chunks of the round")
+    parser.add_argument(
+        "--round",
+        type=int,
+        default=0,
+        help="collect: 0 = teacher or random designs; R > 0 = DAgger round R, exploring with "
+        "the fitted policy OUT/fit/imitated.zip",
+    )
     parser.add_argument("--shard", type=parse_shard, default=(0, 1), help="collect chunks K mod N")
     parser.add_argument("--total-timesteps", type=int, default=None, help="rl: env steps")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")

@@ -46,6 +46,7 @@ import gymnasium as gym
 import numpy as np
 
 import caasl_envs  # noqa: F401  (registers the environment ids)
+from caasl_envs.histories import has_belief
 from caasl_envs.vector import CausalDesignVectorEnv
 
 __all__ = [
@@ -259,6 +260,8 @@ def collect_chunk(
         if explorer is None
         else explorer(explorer_seed)
     )
+    if has_belief(getattr(other, "observation_space", None)):
+        vec.set_observe_belief(True)  # a policy that reads the edge probabilities explores
     coins = np.random.default_rng(coin_seed)
     t_max, d = core.budget, core.d
     targets = np.zeros((episodes, t_max, d), dtype=bool)

@@ -40,8 +40,29 @@ def policy_card(name: str) -> str:
     return policy_path(name).with_suffix(".md").read_text()
 
 
-def load_policy(name: str, device: str | torch.device = "cpu") -> CAASL:
-    """A shipped CAASL policy; ``predict(obs, deterministic=...)`` acts on observations of any d."""
+#: The recommended shipped policy of each simulator family: what ``load_policy()`` (no name)
+#: and ``caasl bench --agents caasl`` use. ``caasl-linear-exact-v0`` (the paper's recipe) stays
+#: loadable by name.
+RECOMMENDED = {"linear": "caasl-linear-imitation-v0", "sergio": "caasl-sergio-perturbseq-cpu-v0"}
+
+
+def recommended_policy(simulator: str = "linear") -> str:
+    """The name of the recommended policy for a simulator family (``"linear"``, ``"sergio"``)."""
+    if simulator not in RECOMMENDED:
+        raise ValueError(
+            f"no recommended CAASL policy for simulator {simulator!r}; "
+            f"families: {sorted(RECOMMENDED)}"
+        )
+    return RECOMMENDED[simulator]
+
+
+def load_policy(name: str | None = None, device: str | torch.device = "cpu") -> CAASL:
+    """A shipped CAASL policy (default: the recommended linear policy, :data:`RECOMMENDED`);
+    ``predict(obs, deterministic=...)`` acts on observations of any d. A policy that reads
+    the belief channel needs environments made with ``observe_belief=True`` (the benchmark
+    harness turns it on by itself)."""
+    if name is None:
+        name = recommended_policy()
     from caasl_agent.caasl import CAASL
     from caasl_envs.core import resolve_device
     from caasl_envs.manifest import verify
@@ -51,4 +72,11 @@ def load_policy(name: str, device: str | torch.device = "cpu") -> CAASL:
     return CAASL.load(path, device=device)
 
 
-__all__ = ["available_policies", "load_policy", "policy_card", "policy_path"]
+__all__ = [
+    "RECOMMENDED",
+    "available_policies",
+    "load_policy",
+    "policy_card",
+    "policy_path",
+    "recommended_policy",
+]
