@@ -33,7 +33,7 @@ import torch
 from caasl_agent.bench.baselines import make_baseline
 from caasl_envs import CausalDesignVectorEnv, available_reward_models, load_reward_model, metrics
 from caasl_envs.reward.exact import ExactLinearGaussianPosterior
-from caasl_envs.reward.training.train import CAASL_HELDOUT, LinearDatasetSampler, heldout_set
+from caasl_envs.reward.training.data import CAASL_HELDOUT, LinearDatasetSampler, heldout_set
 
 AVICI = "avici-linear-v0"
 

@@ -31,7 +31,7 @@ from caasl_envs import load_reward_model
 from caasl_envs.metrics import all_metrics
 from caasl_envs.reward.base import ConstantRewardModel, PartialCorrelationRewardModel
 from caasl_envs.reward.exact import MAX_EXACT_D
-from caasl_envs.reward.training.train import LinearDatasetSampler
+from caasl_envs.reward.training.data import LinearDatasetSampler
 
 SETTINGS = {"ER degree 3": 3.0, "ER degree 1": 1.0}
 COLUMNS = ("auroc", "auprc", "eshd", "expected_correct_entries", "shd", "f1")

@@ -8,11 +8,11 @@ from agent_toy_env import TINY_AVICI
 
 from caasl_envs.graphs import is_dag
 from caasl_envs.reward.avici import AVICIModel
-from caasl_envs.reward.training.train import (
-    LinearDatasetSampler,
+from caasl_envs.reward.training.data import LinearDatasetSampler
+from caasl_envs.reward.training.train import main
+from caasl_envs.reward.training.trainer import (
     TrainConfig,
     Trainer,
-    main,
     offdiagonal_bce,
     spectral_radius,
 )

@@ -13,7 +13,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from caasl_envs.reward.training.distributed import Distributed
-from caasl_envs.reward.training.train import (
+from caasl_envs.reward.training.trainer import (
     TrainConfig,
     Trainer,
     offdiagonal_bce,

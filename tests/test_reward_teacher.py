@@ -19,16 +19,14 @@ from caasl_agent.bench.discrimination import (
 )
 from caasl_envs.reward import ExactLinearGaussianPosterior
 from caasl_envs.reward.avici import AVICIModel
-from caasl_envs.reward.training.train import (
+from caasl_envs.reward.training.data import (
     LinearDatasetSampler,
     TeacherTargets,
-    TrainConfig,
-    Trainer,
-    main,
-    offdiagonal_bce,
     parse_design_mix,
 )
+from caasl_envs.reward.training.train import main
 from caasl_envs.reward.training.train_sergio import SergioDatasetSampler
+from caasl_envs.reward.training.trainer import TrainConfig, Trainer, offdiagonal_bce
 
 TINY_DATA = dict(d_range=(4, 5), n_obs_range=(8, 10), n_int_range=(3, 4), p_obs_only=0.0)
 TINY_EVAL = dict(d_range=(4, 4), n_obs_range=(8, 8), n_int_range=(3, 3), p_obs_only=0.0)

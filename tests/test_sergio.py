@@ -288,12 +288,12 @@ def test_sergio_env_batched_equals_single(fast_reward):
 
 
 def test_reward_training_data_and_trainer_on_sergio_counts(tmp_path):
-    from caasl_envs.reward.training.train import TrainConfig
     from caasl_envs.reward.training.train_sergio import (
         SERGIO_HELDOUT,
         SergioDatasetSampler,
         make_trainer,
     )
+    from caasl_envs.reward.training.trainer import TrainConfig
 
     sampler = SergioDatasetSampler(
         d_range=(4, 4), n_obs_range=(6, 6), n_int_range=(3, 3), p_obs_only=0.0,

@@ -123,7 +123,9 @@ class Distributed:
         """TensorBoard's ``SummaryWriter`` on rank 0; a writer that discards on the others."""
         if not self.is_main:
             return _Discard()
-        tensorboard = require("torch.utils.tensorboard", "reward-model training logs", "tensorboard")
+        tensorboard = require(
+            "torch.utils.tensorboard", "reward-model training logs", "tensorboard"
+        )
         return tensorboard.SummaryWriter(str(folder))
 
     def _device(self) -> torch.device:

@@ -26,18 +26,15 @@ import numpy as np
 import torch
 
 from caasl_envs.checks import check_float
+from caasl_envs.reward.training.data import CAASL_HELDOUT, DatasetSampler, parse_design_mix
+from caasl_envs.reward.training.options import int_range
 from caasl_envs.reward.training.train import (
-    CAASL_HELDOUT,
-    DatasetSampler,
-    TrainConfig,
-    Trainer,
     add_run_arguments,
-    parse_design_mix,
     run_and_export,
     run_options,
     start_trainer,
 )
-from caasl_envs.reward.training.train import _range as int_range
+from caasl_envs.reward.training.trainer import TrainConfig, Trainer
 from caasl_envs.rng import BatchedRNG
 from caasl_envs.scm.rff import RFF_INTERVENTIONS, RFF_MECHANISMS, RFF_NOISES, RFFSCMPrior
 

@@ -20,24 +20,21 @@ Command line: ``python -m caasl_envs.reward.training.train_sergio --help``; rang
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 import torch
 
 from caasl_envs.checks import check_int
+from caasl_envs.reward.training.data import CAASL_HELDOUT, DatasetSampler
+from caasl_envs.reward.training.options import add_options, option, read_options
 from caasl_envs.reward.training.train import (
-    CAASL_HELDOUT,
-    DatasetSampler,
-    TrainConfig,
-    Trainer,
     add_run_arguments,
-    parse_design_mix,
     run_and_export,
     run_options,
     start_trainer,
 )
-from caasl_envs.reward.training.train import _range as int_range
+from caasl_envs.reward.training.trainer import TrainConfig, Trainer
 from caasl_envs.rng import BatchedRNG
 from caasl_envs.scm import Measurement, SergioGRN, SergioPrior
 
@@ -60,7 +57,10 @@ class SergioDatasetSampler(DatasetSampler):
     n_int_range: tuple[int, int] = (0, 10)
     p_obs_only: float = 0.2
     prior: dict | None = None
-    cells_per_experiment: int = 1
+    cells_per_experiment: int = field(
+        default=1,
+        metadata=option(help="cells per knockout experiment (--n-int then counts experiments)"),
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -133,10 +133,16 @@ def make_trainer(config: TrainConfig) -> Trainer:
 MODEL = dict(dim=64, layers=2, num_heads=4, key_size=16, dropout=0.0, expects_counts=True)
 
 
-def probability_range(text: str) -> tuple[float, float]:
-    """``LOW:HIGH`` (or one value ``P`` for ``P:P``) of probabilities."""
-    low, _, high = text.partition(":")
-    return float(low), float(high or low)
+#: :class:`SergioDatasetSampler` options of the SERGIO command line (``--graphs`` and
+#: ``--degrees`` take space-separated values here).
+SERGIO_DATA_OPTIONS = (
+    "n_obs_range",
+    "n_int_range",
+    "target_prob_range",
+    "cells_per_experiment",
+    "p_obs_only",
+    "design_mix",
+)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -144,7 +150,8 @@ def main(argv: list[str] | None = None) -> None:
     add_run_arguments(
         parser, out="runs/avici-sergio", steps=4000, eval_every=250, eval_datasets=128
     )
-    parser.add_argument("--batch-size", type=int, default=16)
+    add_options(parser, TrainConfig, ["batch_size"], {"batch_size": 16})
+    add_options(parser, SergioDatasetSampler, SERGIO_DATA_OPTIONS)
     parser.add_argument("--technical-noise", default="10x-chromium-mini")
     parser.add_argument(
         "--contrast-hidden",
@@ -153,41 +160,15 @@ def main(argv: list[str] | None = None) -> None:
         help="width of the knockout-contrast head (KnockoutAVICIModel); 0: plain AVICI",
     )
     parser.add_argument(
-        "--n-obs", type=int_range, default=(50, 50), help="wild-type cells per dataset, LOW:HIGH"
-    )
-    parser.add_argument(
-        "--n-int", type=int_range, default=(0, 10), help="knockout cells per dataset, LOW:HIGH"
-    )
-    parser.add_argument(
-        "--target-prob",
-        type=probability_range,
-        default=(0.05, 0.6),
-        help="per-gene target probability, LOW:HIGH",
-    )
-    parser.add_argument(
-        "--cells-per-experiment",
-        type=int,
-        default=1,
-        help="cells per knockout experiment (--n-int then counts experiments)",
-    )
-    parser.add_argument(
         "--degrees", type=float, nargs="+", default=None, help="graph degrees (default 1 2 3)"
     )
     parser.add_argument(
         "--graphs", nargs="+", default=None, help="graph priors (default erdos_renyi scale_free)"
     )
-    parser.add_argument(
-        "--p-obs-only", type=float, default=0.2, help="fraction of wild-type-only datasets"
-    )
-    parser.add_argument(
-        "--design-mix",
-        type=parse_design_mix,
-        default={"random": 1.0},
-        help='designs of the knockout experiments, e.g. "random:0.4,single:0.3,few:0.3"',
-    )
     args = parser.parse_args(argv)
     prior = {"technical_noise": args.technical_noise}
     k = args.cells_per_experiment
+    data = read_options(args, SergioDatasetSampler, SERGIO_DATA_OPTIONS)
     graph_mix = {
         name: tuple(value)
         for name, value in (("graphs", args.graphs), ("degrees", args.degrees))
@@ -200,16 +181,7 @@ def main(argv: list[str] | None = None) -> None:
         model=dict(
             MODEL, **({"contrast_hidden": args.contrast_hidden} if args.contrast_hidden else {})
         ),
-        data=dict(
-            prior=prior,
-            n_obs_range=args.n_obs,
-            n_int_range=args.n_int,
-            target_prob_range=args.target_prob,
-            p_obs_only=args.p_obs_only,
-            cells_per_experiment=k,
-            design_mix=args.design_mix,
-            **graph_mix,
-        ),
+        data=dict(prior=prior, **data, **graph_mix),
         # Held out: the environment's setting with a random agent (10 experiments of k cells).
         eval_data=dict(SERGIO_HELDOUT, prior=prior, cells_per_experiment=k, **graph_mix),
     )
