@@ -314,3 +314,46 @@ def test_dead_ray_address_fails_fast_with_one_line(tmp_path, capsys):
     assert "'127.0.0.1:1'" in err and "nothing answers" in err
     assert time.monotonic() - start < CONNECT_TIMEOUT + 5
     assert not (tmp_path / "o").exists()
+
+
+# --------------------------------------------------------------------------- stale reruns
+def _head(run_file: Path) -> dict:
+    import numpy as np
+
+    with np.load(run_file) as npz:
+        return json.loads(str(npz["head"]))
+
+
+def test_reruns_recompute_runs_of_another_agent_file_or_scorer(tmp_path, capsys):
+    policies = caasl_agent.available_policies()
+    agent = tmp_path / "agent.zip"
+    agent.write_bytes(caasl_agent.pretrained.policy_path(policies[0]).read_bytes())
+    out = tmp_path / "out"
+    argv = [*BENCH, "--settings", "d4", "--agents", f"random,sb3:{agent}", "--out", str(out)]
+    argv.remove("random")  # BENCH's own --agents value
+    argv.remove("--agents")
+    main(argv)
+    first = {p.name: _head(p)["fingerprint"] for p in out.glob("runs/*.npz")}
+    assert len(first) == 2 and capsys.readouterr().err.count("recomputing") == 0
+    main(argv)  # the same command: everything reused
+    assert capsys.readouterr().err.count("recomputing") == 0
+    agent.write_bytes(caasl_agent.pretrained.policy_path(policies[1]).read_bytes())
+    main(argv)
+    err = capsys.readouterr().err
+    assert "runs/1.npz (d4 / sb3:" in err and "another agent_sha256" in err
+    assert "runs/0.npz" not in err  # the random run is reused
+    main([*argv, "--scorer", "reward"])
+    err = capsys.readouterr().err
+    assert err.count("another scorer; recomputing") == 2
+    scorers = {p.name: _head(p)["fingerprint"]["scorer"] for p in out.glob("runs/*.npz")}
+    assert scorers == {"0.npz": None, "1.npz": None}  # None: the reward model scores
+    assert first["0.npz"]["scorer"] == "exact-linear-scm"  # auto: the exact posterior, d=4
+
+
+def test_truncated_run_file_is_named_and_recomputed(finished_bench, capsys):
+    run = finished_bench / "runs" / "0.npz"
+    data = run.read_bytes()
+    run.write_bytes(data[: len(data) // 2])
+    main([*BENCH, "--out", str(finished_bench)])
+    assert f"{run} is corrupt" in capsys.readouterr().err
+    assert _head(run)["fingerprint"]["setting"] == "d4"

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from caasl_agent.bench.fingerprint import check_stored, run_fingerprint
 from caasl_agent.bench.reports import RunRecord
 from caasl_agent.interrupts import check_reachable
 from caasl_envs.checks import check_int
@@ -248,6 +249,7 @@ class RunStore:
 
     def __init__(self, out: str | Path, tasks: Sequence[Any]):
         self.folder = Path(out) / "runs"
+        self.fingerprints = [run_fingerprint(t, fingerprint(t)) for t in tasks]  # reuse check
         manifest = self.folder / "tasks.json"
         text = json.dumps([fingerprint(t) for t in tasks], indent=1, default=repr) + "\n"
         if manifest.exists():
@@ -267,8 +269,8 @@ class RunStore:
     def load(self, index: int) -> Outcome | None:
         """The stored outcome of task ``index``, ``None`` when it has not finished."""
         path = self.folder / f"{index}.npz"
-        if not path.exists():
-            return None
+        if not path.exists() or not check_stored(path, self.fingerprints[index]):
+            return None  # not finished, or a corrupt or stale file (named): recomputed
         with np.load(path, allow_pickle=False) as npz:
             head = json.loads(str(npz["head"]))
             if head["skipped"] is not None:
@@ -288,6 +290,7 @@ class RunStore:
         """Keep task ``index``'s outcome (written to a temporary file, then renamed)."""
         record, why, seconds = outcome
         head: dict[str, Any] = {"skipped": why, "seconds": seconds}
+        head["fingerprint"] = self.fingerprints[index]
         arrays: dict[str, np.ndarray] = {}
         if record is not None:
             head.update(
