@@ -264,14 +264,15 @@ def test_train_typo_with_overwrite_keeps_the_run_and_a_failed_run_leaves_nothing
 
 def test_train_resume_into_its_run_appends_and_keeps_the_best(tmp_path, capsys):
     run = tmp_path / "run"
-    main(["train", "--config", str(_tiny_config(tmp_path)), "--output-dir", str(run)])
+    quiet = "--no-progress-bar"
+    main(["train", "--config", str(_tiny_config(tmp_path)), "--output-dir", str(run), quiet])
     rows = (run / "evaluations.csv").read_text().splitlines()
     assert len(rows) == 3  # header, steps 12 and 24
     rows[1] = rows[1].replace(rows[1].split(",")[1], "1000000.0", 1)  # a best none can beat
     (run / "evaluations.csv").write_text("\n".join(rows) + "\n")
     best = (run / "best_model.zip").read_bytes()
     resume = ["--resume", str(run / "checkpoints" / "caasl_24_steps.zip")]
-    main(["train", "--config", str(run / "config.yaml"), "--output-dir", str(run), *resume])
+    main(["train", "--config", str(run / "config.yaml"), "--output-dir", str(run), *resume, quiet])
     after = (run / "evaluations.csv").read_text().splitlines()
     assert after[:3] == rows and [r.split(",")[0] for r in after[3:]] == ["36", "48"]
     assert (run / "best_model.zip").read_bytes() == best
