@@ -265,6 +265,17 @@ def pickled_globals(data: bytes) -> list[tuple[str, str]]:
     return found
 
 
+def pickled_class(serialized: str) -> tuple[str, str] | None:
+    """``(module, name)`` of the first global a base64 pickle (a zip's ``data`` entry) names,
+    the module under its current name (:data:`RENAMED_MODULES`); ``None`` when it names none
+    or is malformed. Read by :func:`pickled_globals`: nothing is imported or executed."""
+    try:
+        found = pickled_globals(base64.b64decode(serialized))
+    except (TypeError, ValueError):  # UnsafePickleError included: no readable name
+        return None
+    return (_current_name(found[0][0]), found[0][1]) if found else None
+
+
 def _simulate(op: pickletools.OpcodeInfo, arg: Any, stack: list[Any], memo: dict) -> None:
     """Apply ``op`` to the symbolic ``stack``: strings keep their value, everything else is
     ``None``; the memo keeps what was stored."""
@@ -556,6 +567,7 @@ __all__ = [
     "module_allowed",
     "name_allowed",
     "network_size_lower_bound",
+    "pickled_class",
     "pickled_globals",
     "read_zip_data",
     "renamed_classes",
