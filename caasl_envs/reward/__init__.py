@@ -92,6 +92,7 @@ register_reward_model("avici-sergio-perturbseq-v0", _shipped_avici("avici-sergio
 # GP posterior for the nonlinear (RFF) environments (caasl_envs/reward/gp.py)
 register_reward_model("exact-gp", GPPosterior)
 register_reward_model("exact-gp-grid", partial(GPPosterior, hyper="grid"))
+register_reward_model("avici-rff-v0", _shipped_avici("avici-rff-v0"))
 
 __all__ = [
     "AVICIModel",

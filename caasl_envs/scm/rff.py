@@ -261,7 +261,7 @@ class RFFSCMPrior:
     intervention_scale: float = 2.0
 
     action_kind = "target_value"
-    default_reward_model = "exact-gp"
+    default_reward_model = "avici-rff-v0"
 
     def __post_init__(self) -> None:
         check_graph_prior(self.graph, self.graph_degree)
