@@ -16,7 +16,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from caasl_agent.bench.agents import load_agent
+from caasl_agent.bench.loaders import load_agent
 from caasl_envs import CausalDesignVectorEnv
 
 

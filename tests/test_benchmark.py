@@ -10,7 +10,7 @@ import pytest
 import torch
 from stable_baselines3 import A2C, PPO, SAC
 
-from caasl_agent.bench.agents import CallableAgent, IncompatibleAgentError, load_agent, load_sb3
+from caasl_agent.bench.agents import CallableAgent, IncompatibleAgentError
 from caasl_agent.bench.backends import make_executor
 from caasl_agent.bench.baselines import (
     BASELINES,
@@ -20,6 +20,7 @@ from caasl_agent.bench.baselines import (
     make_baseline,
 )
 from caasl_agent.bench.cli import parse_reward_model
+from caasl_agent.bench.loaders import load_agent, load_sb3
 from caasl_agent.bench.reports import TABLE_METRICS, BenchmarkResults
 from caasl_agent.bench.runner import benchmark
 from caasl_agent.bench.suites import Setting, Suite, get_suite

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import caasl_agent
-from caasl_agent.bench.agents import load_sb3
+from caasl_agent.bench.loaders import load_sb3
 from caasl_agent.bench.runner import benchmark
 from caasl_agent.train import load_config, train
 from caasl_envs import CausalDesignEnv, load_reward_model

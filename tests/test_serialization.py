@@ -17,7 +17,7 @@ import pytest
 import caasl_agent
 import caasl_agent.pretrained
 from caasl_agent import CAASL
-from caasl_agent.bench.agents import load_sb3
+from caasl_agent.bench.loaders import load_sb3
 from caasl_agent.cli import main
 from caasl_agent.serialization import UnsafePickleError, restricted_loads, safe_custom_objects
 

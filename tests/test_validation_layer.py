@@ -13,7 +13,7 @@ from agent_toy_env import TINY_AVICI, ToyDesignEnv, tiny_policy_kwargs
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from caasl_agent import CAASL
-from caasl_agent.bench.agents import load_agent
+from caasl_agent.bench.loaders import load_agent
 from caasl_agent.hyperparams import CHECKS
 from caasl_agent.pretrained import available_policies, load_policy, policy_path
 from caasl_agent.safe_yaml import load_yaml

@@ -1,6 +1,7 @@
 """caasl_agent.bench: the agent-agnostic benchmark harness.
 
-The agent protocol and loaders (:mod:`~caasl_agent.bench.agents`), baselines
+The agent protocol (:mod:`~caasl_agent.bench.agents`), agent loaders
+(:mod:`~caasl_agent.bench.loaders`), baselines
 (:mod:`~caasl_agent.bench.baselines`, :mod:`~caasl_agent.bench.eig`), versioned suites of settings
 (:mod:`~caasl_agent.bench.suites`), the batched runner (:mod:`~caasl_agent.bench.runner`),
 result tables and plots (:mod:`~caasl_agent.bench.reports`) and the ``caasl bench | demo``
@@ -14,13 +15,11 @@ from caasl_agent.bench.agents import (
     Baseline,
     CallableAgent,
     IncompatibleAgentError,
-    agent_label,
-    load_agent,
-    load_sb3,
     register_baseline,
 )
 from caasl_agent.bench.backends import InProcess, ProcessPool, RayCluster, make_executor
 from caasl_agent.bench.baselines import make_baseline
+from caasl_agent.bench.loaders import agent_label, load_agent, load_sb3
 from caasl_agent.bench.reports import BenchmarkResults
 from caasl_agent.bench.runner import benchmark
 from caasl_agent.bench.suites import available_suites, get_suite

@@ -10,9 +10,9 @@ from pathlib import Path
 import torch
 
 from caasl_agent._argtypes import positive_int
-from caasl_agent.bench.agents import load_sb3
 from caasl_agent.bench.backends import make_executor
 from caasl_agent.bench.baselines import BASELINES, PLANNING_BASELINES
+from caasl_agent.bench.loaders import load_sb3
 from caasl_agent.bench.reports import REPORT_FILES
 from caasl_agent.bench.runner import benchmark
 from caasl_agent.bench.suites import Setting, Suite

@@ -30,15 +30,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from caasl_agent.bench.agents import (
-    BASELINES,
-    IncompatibleAgentError,
-    agent_label,
-    check_compatible,
-    load_agent,
-)
+from caasl_agent.bench.agents import BASELINES, IncompatibleAgentError
 from caasl_agent.bench.backends import Executor, InProcess, execute
 from caasl_agent.bench.baselines import make_baseline
+from caasl_agent.bench.loaders import agent_label, check_compatible, load_agent
 from caasl_agent.bench.reports import BenchmarkResults, RunRecord
 from caasl_agent.bench.suites import Setting, Suite, get_suite
 from caasl_agent.pretrained import load_policy, recommended_policy

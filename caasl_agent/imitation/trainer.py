@@ -16,13 +16,16 @@ import copy
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from caasl_agent.caasl import CAASL
 from caasl_agent.imitation.labels import LabelChunk
 from caasl_agent.policies import per_variable_actions
+
+if TYPE_CHECKING:  # annotations only: CAASL imports this module for its imitation term
+    from caasl_agent.caasl import CAASL
 
 __all__ = ["VALUE_CLIP", "LabelDataset", "fit_actor", "imitation_loss", "squashed_values"]
 
