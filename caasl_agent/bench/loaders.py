@@ -17,10 +17,8 @@
 
 from __future__ import annotations
 
-import base64
 import importlib
 import inspect
-import pickletools
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +35,8 @@ from caasl_agent.caasl import CAASL
 from caasl_agent.policies import action_entries_per_variable
 from caasl_agent.pretrained import load_policy
 from caasl_agent.serialization import (
-    RENAMED_MODULES,
     load_checked,
+    pickled_class,
     read_zip_data,
     safe_custom_objects,
 )
@@ -60,30 +58,12 @@ def _algorithm_classes() -> list[type]:
     return [*classes, CAASL]
 
 
-def _pickled_global(serialized: str) -> tuple[str, str] | None:
-    """``(module, name)`` of the class a base64 cloudpickle refers to, read by disassembling
-    the pickle (nothing is executed); a moved module by its current name."""
-    strings: list[str] = []
-    try:
-        for op, arg, _ in pickletools.genops(base64.b64decode(serialized)):
-            if op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE"):
-                strings.append(arg)
-            elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
-                return RENAMED_MODULES.get(strings[-2], strings[-2]), strings[-1]
-            elif op.name == "GLOBAL":
-                module, name = arg.split(" ", 1)
-                return RENAMED_MODULES.get(module, module), name
-    except Exception:  # a malformed pickle only means: no hint
-        return None
-    return None
-
-
 def _sb3_algorithm(path: Path) -> type:
     """The algorithm class that saved ``path``: the one whose policy aliases contain the saved
     policy class and whose constructor arguments best match the saved hyperparameters."""
     data = read_zip_data(path)[1]  # nothing unpickled
     policy = data.get("policy_class", {})
-    found = _pickled_global(policy.get(":serialized:", "")) if isinstance(policy, dict) else None
+    found = pickled_class(policy.get(":serialized:", "")) if isinstance(policy, dict) else None
     candidates = []
     for cls in _algorithm_classes():
         policies = getattr(cls, "policy_aliases", {}).values()
