@@ -176,6 +176,11 @@ def test_corrupt_weights_are_a_clear_error(tmp_path):
 def test_load_policy_refuses_payload(tmp_path, monkeypatch):
     marker = tmp_path / "ran"
     _crafted(tmp_path, "train_freq", _payloads(marker)["os.system"], name="evil-v0.zip")
+    # listed in its folder's manifest (whoever can replace a shipped file can edit it too)
+    from caasl_envs.manifest import FORMAT, MANIFEST, build_manifest
+
+    files = build_manifest(tmp_path, "*.zip")
+    (tmp_path / MANIFEST).write_text(json.dumps({"format": FORMAT, "files": files}))
     monkeypatch.setattr(caasl_agent.pretrained, "_DIR", tmp_path)
     with pytest.raises(UnsafePickleError, match="entry 'train_freq'"):
         caasl_agent.load_policy("evil-v0")
