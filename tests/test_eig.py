@@ -232,8 +232,8 @@ def test_designers_refuse_without_a_likelihood_or_beyond_the_exact_range():
     with pytest.raises(IncompatibleAgentError, match="likelihood"):
         make_baseline("eig", target_only=True)
     agent = make_baseline("eig-batch", reward_model="exact-linear-gaussian")
-    history = np.zeros((1, 5, 15, 2), np.float32)
-    with pytest.raises(IncompatibleAgentError, match="d <= 14"):
+    history = np.zeros((1, 5, 31, 2), np.float32)  # d <= 14 exact, <= 30 order MCMC
+    with pytest.raises(IncompatibleAgentError, match="d <= 30"):
         agent.predict({"history": history, "mask": np.ones((1, 5), np.float32)})
     with pytest.raises(ValueError, match="intervention"):
         EIGAgent(intervention="knockout")

@@ -48,7 +48,9 @@ designer learns nothing about the target's own mechanism from the row: the targe
 from its predictive plus the shift and only the other variables' factors count. SERGIO
 (targets-only actions, count data) has no likelihood here: the designers refuse with
 :class:`~caasl_agent.bench.agents.IncompatibleAgentError` (the harness records the setting as
-skipped), as they do for ``d`` beyond the exact posterior's range.
+skipped), as they do for ``d`` beyond the order-MCMC range. Above ``d = 14`` the graph samples
+of step 1 come from order MCMC on the same posterior
+(:func:`~caasl_envs.reward.mcmc.mcmc_graph_samples`: approximate, docs/mcmc.md) instead of the DP.
 """
 
 from __future__ import annotations
@@ -64,7 +66,8 @@ import torch
 from caasl_agent.bench.agents import Baseline, IncompatibleAgentError
 from caasl_envs.reward import ExactLinearGaussianPosterior, RewardModel, load_reward_model
 from caasl_envs.reward.bge import ParentSets, bge_posterior_scatter, pad_identity
-from caasl_envs.reward.exact import order_dp_forward
+from caasl_envs.reward.exact import MAX_EXACT_D, order_dp_forward
+from caasl_envs.reward.mcmc import MAX_MCMC_D, mcmc_graph_samples
 
 __all__ = [
     "EIGAgent",
@@ -439,10 +442,10 @@ class EIGAgent(Baseline):
     def plan(self, history: np.ndarray, mask: np.ndarray) -> _Plan:
         """Posterior tables and Monte Carlo draws for one step of every environment."""
         d = history.shape[2]
-        if d > self.posterior.max_d:
+        if d > MAX_MCMC_D:
             raise IncompatibleAgentError(
-                f"the EIG designers plan with the exact posterior, d <= {self.posterior.max_d}; "
-                f"got d={d}"
+                f"the EIG designers plan with the exact posterior's graph samples (order DP for "
+                f"d <= {MAX_EXACT_D}, order MCMC for d <= {MAX_MCMC_D}); got d={d}"
             )
         n = int(mask.sum(1).max())
         x = torch.as_tensor(history[:, :n])
@@ -455,7 +458,11 @@ class EIGAgent(Baseline):
             tables = predictive_tables(
                 values, rows, sets, self.posterior.alpha_mu, self.posterior.alpha_w
             )
-            order, parents = sample_graphs(log_beta, sets, self.samples, generator)
+            if d > MAX_EXACT_D:  # beyond the order DP: order-MCMC samples of the same posterior
+                draw = mcmc_graph_samples(self.posterior, log_beta, sets, self.samples, generator)
+            else:
+                draw = sample_graphs(log_beta, sets, self.samples, generator)
+            order, parents = draw
         b = torch.arange(x.shape[0]).view(-1, 1, 1)
         dof = tables.dof[b, torch.arange(d), parents]  # (B, S, d)
         noise = torch.as_tensor(self.rng.standard_t(dof.numpy()))

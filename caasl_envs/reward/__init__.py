@@ -21,6 +21,7 @@ from caasl_envs.reward.base import (
 from caasl_envs.reward.exact import ExactLinearGaussianPosterior
 from caasl_envs.reward.gp import GPPosterior
 from caasl_envs.reward.knockout import KnockoutAVICIModel, load_avici
+from caasl_envs.reward.mcmc import OrderMCMCPosterior
 from caasl_envs.reward.official import load_official_avici, load_official_checkpoint
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -84,6 +85,9 @@ register_reward_model("exact-linear-gaussian", ExactLinearGaussianPosterior)
 register_reward_model(
     "exact-linear-scm", partial(ExactLinearGaussianPosterior, local_score="linear-scm")
 )
+# the same posteriors by order MCMC, for d beyond the order DP (caasl_envs/reward/mcmc.py)
+register_reward_model("mcmc-linear-gaussian", OrderMCMCPosterior)
+register_reward_model("mcmc-linear-scm", partial(OrderMCMCPosterior, local_score="linear-scm"))
 # AVICI trained on each simulator's environment prior (model cards: weights/<name>.md)
 register_reward_model("avici-linear-v0", _shipped_avici("avici-linear-v0"))
 register_reward_model("avici-linear-v1", _shipped_avici("avici-linear-v1"))
@@ -99,6 +103,7 @@ __all__ = [
     "ConstantRewardModel",
     "ExactLinearGaussianPosterior",
     "KnockoutAVICIModel",
+    "OrderMCMCPosterior",
     "PartialCorrelationRewardModel",
     "RewardModel",
     "available_reward_models",
