@@ -71,11 +71,16 @@ def payload_module(tmp_path, monkeypatch):
 
 # --------------------------------------------------------------------------- payload modules
 @pytest.mark.parametrize("module", SCRIPT_MODULES)
-def test_script_modules_are_refused_by_name_before_import(module):
+def test_script_modules_are_refused_by_name_before_import(module, tmp_path, capsys):
     payload = _global_call(module)
     assert pickled_globals(payload) == [(module, "main")]
     with pytest.raises(UnsafePickleError, match=f"{module}.main"):
         restricted_loads(payload)
+    path = _with_data(tmp_path, "script.zip", lr_schedule=payload)  # the zip
+    with pytest.raises(UnsafePickleError, match=f"entry 'lr_schedule' needs {module}.main"):
+        CAASL.load(path, device="cpu")
+    bench = ["bench", "--agents", f"sb3:{path}", "--suite", "tiny", "--out", str(tmp_path / "b")]
+    assert f"{module}.main" in _one_line_error(bench, capsys)  # main() would exit 0
     assert module not in sys.modules
 
 
