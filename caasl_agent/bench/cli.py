@@ -158,7 +158,8 @@ def add_bench_parser(subparsers) -> None:
         "--scorer",
         default="auto",
         help="model whose edge probabilities give the metrics (all but return): auto (the exact "
-        "posterior for linear settings with d <= 14, the reward model elsewhere), reward, NAME, "
+        "posterior for linear settings with d <= 14, order MCMC on it for d <= 30, the reward "
+        "model elsewhere), reward, NAME, "
         "or NAME,SETTING=NAME,... per setting",
     )
     p.add_argument(
