@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 import caasl_envs
+from caasl_envs.manifest import sha256
 
 
 def run_fingerprint(task: Any, base: dict[str, Any]) -> dict[str, Any]:
@@ -98,11 +99,7 @@ def file_digest(path: Path) -> str:
 
 @lru_cache(maxsize=256)
 def _file_digest(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return sha256(Path(path))
 
 
 def check_stored(path: Path, fingerprint: dict[str, Any]) -> bool:
