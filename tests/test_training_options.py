@@ -50,3 +50,23 @@ def test_caasl_train_reward_builds_its_config_from_the_dataclasses(monkeypatch):
     assert set(config.model) == set(ModelConfig.__dataclass_fields__)
     assert set(config.data) == set(train.LINEAR_DATA_OPTIONS)
     assert LinearDatasetSampler(**config.data).d_range == (4, 6)
+
+
+def test_the_rff_and_sergio_command_lines_build_theirs_from_the_same_options(monkeypatch):
+    from caasl_envs.reward.training import train_rff, train_sergio
+
+    seen = []
+    for module in (train_rff, train_sergio):
+        monkeypatch.setattr(module, "start_trainer", lambda config, args, make: seen.append(config))
+        monkeypatch.setattr(module, "run_and_export", lambda trainer, args: None)
+    train_rff.main(["--variables", "3:4", "--noise-mix", "gauss:1,laplace:2", "--warmup", "9"])
+    train_sergio.main(["--n-int", "2:3", "--cells-per-experiment", "4", "--time-limit", "5"])
+    rff, sergio = seen
+    assert rff.data["d_range"] == (3, 4) and rff.data["noise_mix"] == {"gauss": 1.0, "laplace": 2.0}
+    assert rff.warmup_steps == 9 and rff.model == dict(dim=32, layers=2, num_heads=4, key_size=8)
+    assert sergio.data["n_int_range"] == (2, 3) and sergio.data["cells_per_experiment"] == 4
+    assert (sergio.batch_size, sergio.time_limit_s, sergio.out_dir) == (
+        16,
+        5.0,
+        "runs/avici-sergio",
+    )

@@ -1,13 +1,13 @@
 """Train an :class:`AVICIModel` on the RFF environments' prior (the ``avici-rff-v0`` reward model).
 
-Uses the generic trainer of :mod:`caasl_envs.reward.training.train` (optimiser, schedule,
+Uses the generic trainer of :mod:`caasl_envs.reward.training.trainer` (optimiser, schedule,
 checkpoints, evaluation) with an RFF data source in place of the linear one. Every minibatch is a
 fresh batch of systems from :class:`~caasl_envs.scm.rff.RFFSCMPrior`, seen as the environments
 see them:
 
 * ``n_obs`` observational rows, then ``n_int`` interventional rows (none for a fraction
   ``p_obs_only`` of the datasets), each with its own targets (the design mix of
-  :class:`~caasl_envs.reward.training.train.DatasetSampler`) and values ``U[-1, 1] *
+  :class:`~caasl_envs.reward.training.data.DatasetSampler`) and values ``U[-1, 1] *
   value_scale``, relative to each variable's observational scale as in the environments;
 * one number of variables, rows, graph prior and degree per minibatch (no padding); noise
   family, mechanism (additive or heteroscedastic) and intervention kind mixed per minibatch
@@ -26,15 +26,15 @@ import numpy as np
 import torch
 
 from caasl_envs.checks import check_float
-from caasl_envs.reward.training.data import CAASL_HELDOUT, DatasetSampler, parse_design_mix
-from caasl_envs.reward.training.options import int_range
+from caasl_envs.reward.training.data import CAASL_HELDOUT, DatasetSampler
+from caasl_envs.reward.training.options import add_options, option, read_options
 from caasl_envs.reward.training.train import (
     add_run_arguments,
     run_and_export,
     run_options,
     start_trainer,
 )
-from caasl_envs.reward.training.trainer import TrainConfig, Trainer
+from caasl_envs.reward.training.trainer import ModelConfig, TrainConfig, Trainer
 from caasl_envs.rng import BatchedRNG
 from caasl_envs.scm.rff import RFF_INTERVENTIONS, RFF_MECHANISMS, RFF_NOISES, RFFSCMPrior
 
@@ -54,10 +54,19 @@ def _check_mix(name: str, mix: dict[str, float], allowed: tuple[str, ...]) -> di
     return dict(mix)
 
 
+def name_weights(text: str) -> dict[str, float]:
+    """``NAME:WEIGHT,...`` (a bare ``NAME`` has weight 1)."""
+    out = {}
+    for part in text.split(","):
+        name, _, weight = part.partition(":")
+        out[name.strip()] = float(weight or 1.0)
+    return out
+
+
 @dataclass
 class RFFDatasetSampler(DatasetSampler):
     """Batches of ``(x (B, n, d, 2), graph (B, d, d))`` from RFF SCMs. Fields of
-    :class:`~caasl_envs.reward.training.train.DatasetSampler`, and:
+    :class:`~caasl_envs.reward.training.data.DatasetSampler`, and:
 
     :param value_scale: intervention values are ``U[-1, 1] * value_scale`` (the environments'
         action scale; see :mod:`caasl_envs.scm.rff` for what a value means).
@@ -68,9 +77,24 @@ class RFFDatasetSampler(DatasetSampler):
 
     d_range: tuple[int, int] = (5, 15)
     value_scale: float = 1.0
-    noise_mix: dict[str, float] = field(default_factory=lambda: {"gauss": 1.0})
-    mechanism_mix: dict[str, float] = field(default_factory=lambda: {"additive": 1.0})
-    intervention_mix: dict[str, float] = field(default_factory=lambda: {"do": 1.0})
+    noise_mix: dict[str, float] = field(
+        default_factory=lambda: {"gauss": 1.0},
+        metadata=option(
+            parse=name_weights, help=f"noise families, NAME:WEIGHT,... of {RFF_NOISES}"
+        ),
+    )
+    mechanism_mix: dict[str, float] = field(
+        default_factory=lambda: {"additive": 1.0},
+        metadata=option(
+            parse=name_weights, help=f"mechanisms, NAME:WEIGHT,... of {RFF_MECHANISMS}"
+        ),
+    )
+    intervention_mix: dict[str, float] = field(
+        default_factory=lambda: {"do": 1.0},
+        metadata=option(
+            parse=name_weights, help=f"interventions, NAME:WEIGHT,... of {RFF_INTERVENTIONS}"
+        ),
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -123,61 +147,37 @@ def make_trainer(config: TrainConfig) -> Trainer:
     return Trainer(config, sampler_class=RFFDatasetSampler)
 
 
-def name_weights(text: str) -> dict[str, float]:
-    """``NAME:WEIGHT,...`` (a bare ``NAME`` has weight 1)."""
-    out = {}
-    for part in text.split(","):
-        name, _, weight = part.partition(":")
-        out[name.strip()] = float(weight or 1.0)
-    return out
+#: :class:`TrainConfig` options of the RFF command line beyond the run's.
+RFF_TRAIN_OPTIONS = ("batch_size", "lr", "warmup_steps", "snapshots")
+#: :class:`ModelConfig` options of the RFF command line (no dropout).
+RFF_MODEL_OPTIONS = ("dim", "layers", "num_heads", "key_size")
+#: :class:`RFFDatasetSampler` options of the RFF command line.
+RFF_DATA_OPTIONS = (
+    "d_range",
+    "n_obs_range",
+    "n_int_range",
+    "p_obs_only",
+    "graphs",
+    "degrees",
+    "design_mix",
+    "noise_mix",
+    "mechanism_mix",
+    "intervention_mix",
+)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_run_arguments(parser, out="runs/avici-rff", steps=4000, eval_every=250, eval_datasets=128)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--warmup", type=int, default=200)
-    parser.add_argument("--dim", type=int, default=32)
-    parser.add_argument("--layers", type=int, default=2)
-    parser.add_argument("--heads", type=int, default=4)
-    parser.add_argument("--key-size", type=int, default=8)
-    parser.add_argument("--variables", type=int_range, default=(5, 15), help="d, LOW:HIGH")
-    parser.add_argument("--n-obs", type=int_range, default=(30, 60), help="LOW:HIGH")
-    parser.add_argument("--n-int", type=int_range, default=(1, 15), help="LOW:HIGH")
-    parser.add_argument("--p-obs-only", type=float, default=0.3)
-    parser.add_argument("--graphs", default="erdos_renyi,scale_free")
-    parser.add_argument("--degrees", default="1,2,3")
-    parser.add_argument("--noise-mix", type=name_weights, default={"gauss": 1.0})
-    parser.add_argument("--mechanism-mix", type=name_weights, default={"additive": 1.0})
-    parser.add_argument("--intervention-mix", type=name_weights, default={"do": 1.0})
-    parser.add_argument("--design-mix", type=parse_design_mix, default={"random": 1.0})
-    parser.add_argument(
-        "--snapshots", action="store_true", help="keep the weights of every evaluation"
-    )
+    add_options(parser, TrainConfig, RFF_TRAIN_OPTIONS, {"warmup_steps": 200})
+    add_options(parser, ModelConfig, RFF_MODEL_OPTIONS, {"dim": 32, "key_size": 8})
+    add_options(parser, RFFDatasetSampler, RFF_DATA_OPTIONS)
     args = parser.parse_args(argv)
-    mixes = dict(
-        noise_mix=args.noise_mix,
-        mechanism_mix=args.mechanism_mix,
-        intervention_mix=args.intervention_mix,
-    )
     config = TrainConfig(
         **run_options(args),
-        batch_size=args.batch_size,
-        lr=args.lr,
-        warmup_steps=args.warmup,
-        snapshots=args.snapshots,
-        model=dict(dim=args.dim, layers=args.layers, num_heads=args.heads, key_size=args.key_size),
-        data=dict(
-            d_range=args.variables,
-            n_obs_range=args.n_obs,
-            n_int_range=args.n_int,
-            p_obs_only=args.p_obs_only,
-            graphs=tuple(args.graphs.split(",")),
-            degrees=tuple(float(v) for v in args.degrees.split(",")),
-            design_mix=args.design_mix,
-            **mixes,
-        ),
+        **read_options(args, TrainConfig, RFF_TRAIN_OPTIONS),
+        model=read_options(args, ModelConfig, RFF_MODEL_OPTIONS),
+        data=read_options(args, RFFDatasetSampler, RFF_DATA_OPTIONS),
         # Held out: the ids' setting (d = 10, ER degree 3, 50 + 10 rows) with random designs.
         eval_data=dict(CAASL_HELDOUT),
     )

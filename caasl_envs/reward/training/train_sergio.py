@@ -1,9 +1,9 @@
 """Train an :class:`AVICIModel` on SERGIO count data (the ``avici-sergio-v0`` reward model).
 
-Uses the generic trainer of :mod:`caasl_envs.reward.training.train` (optimiser, schedule, checkpoints,
-evaluation) with a SERGIO data source in place of the linear one. Every minibatch is a fresh
-batch of networks from :class:`~caasl_envs.scm.SergioPrior`, measured as the environments
-measure them:
+Uses the generic trainer of :mod:`caasl_envs.reward.training.trainer` (optimiser, schedule,
+checkpoints, evaluation) with a SERGIO data source in place of the linear one. Every minibatch
+is a fresh batch of networks from :class:`~caasl_envs.scm.SergioPrior`, measured as the
+environments measure them:
 
 * ``n_obs`` wild-type cells, then ``n_int`` knockout experiments measured on
   ``cells_per_experiment`` cells each (none for a fraction ``p_obs_only`` of the datasets),
@@ -43,7 +43,7 @@ from caasl_envs.scm import Measurement, SergioGRN, SergioPrior
 class SergioDatasetSampler(DatasetSampler):
     """Batches of ``(x (B, n, d, 2), graph (B, d, d))`` of SERGIO counts, as the environments see
     them: knockout cells as interventional rows, one graph prior and degree per batch. Fields of
-    :class:`~caasl_envs.reward.training.train.DatasetSampler` (defaults: the environments' d = 10 and 50
+    :class:`~caasl_envs.reward.training.data.DatasetSampler` (defaults: the environments' d = 10 and 50
     wild-type cells), and:
 
     :param prior: further :class:`SergioPrior` kwargs (technical noise, intervention, ...).
