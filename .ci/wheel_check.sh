@@ -24,7 +24,9 @@ stage() { printf '\n== %s (%ds)\n' "$*" "$SECONDS"; }
 
 # Run a command in $WORK/run, its output in a log; fail on a non-zero exit or a traceback.
 check() {
-    local log="$WORK/logs/$(printf '%02d' $((++N)))-$(basename "$1").log"
+    N=$((N + 1))
+    local log
+    log="$WORK/logs/$(printf '%02d' "$N")-$(basename "$1").log"
     stage "$*"
     if ! (cd "$WORK/run" && "$@") >"$log" 2>&1 || grep -q "Traceback (most recent call last)" "$log"; then
         tail -n 40 "$log"
@@ -74,7 +76,7 @@ check caasl bench --suite tiny --episodes 2 --out bench \
 # every example, with its smallest arguments (a new one runs with its defaults)
 declare -A EXAMPLE_ARGS=(
     [train_caasl.py]="--timesteps 400 --d 3"
-    [other_sb3_agents.py]="--timesteps 128"
+    [other_sb3_agents.py]="--timesteps 128 --eval-envs 2"
 )
 for example in "$SRC"/examples/*.py; do
     # shellcheck disable=SC2086 # the arguments are words
