@@ -123,8 +123,15 @@ def validation_score(config: dict[str, Any], env_kwargs: dict[str, Any]):
     return score
 
 
-def fit(config: dict[str, Any], out: Path, teacher: str | None = None, overwrite: bool = False):
-    """The ``fit`` stage: returns the learning curve (also in ``OUT/fit/curve.csv``)."""
+def fit(
+    config: dict[str, Any],
+    out: Path,
+    teacher: str | None = None,
+    overwrite: bool = False,
+    init: Path | None = None,
+):
+    """The ``fit`` stage: returns the learning curve (also in ``OUT/fit/curve.csv``). ``init``:
+    a CAASL zip of the same sizes whose actor the fit starts from (e.g. to fit longer)."""
     settings, teacher, seed = _labels_of(config, teacher)
     folder = out / "fit"
     if (folder / "imitated.zip").exists() and not overwrite:
@@ -135,6 +142,8 @@ def fit(config: dict[str, Any], out: Path, teacher: str | None = None, overwrite
     # the RL phase's imitation term (CAASL's imitation_coef) reads the same labels
     config["algorithm"]["imitation_labels"] = str(out / "labels")
     model = make_model(config, env_kwargs, folder, verbose=0)
+    if init is not None:
+        model.actor.load_state_dict(CAASL.load(init, device=model.device).actor.state_dict())
     torch.manual_seed(int(config["seed"]))
     curve = fit_actor(
         model,
@@ -164,7 +173,8 @@ def fit(config: dict[str, Any], out: Path, teacher: str | None = None, overwrite
 def _fit_command(args: argparse.Namespace) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
-    curve = fit(load_config(args.config), Path(args.out), args.teacher, args.overwrite)
+    init = None if args.init is None else Path(args.init)
+    curve = fit(load_config(args.config), Path(args.out), args.teacher, args.overwrite, init)
     print(json.dumps(curve[-1], indent=2))
 
 
@@ -210,6 +220,7 @@ def add_imitate_parser(subparsers) -> None:
         "the fitted policy OUT/fit/imitated.zip",
     )
     parser.add_argument("--shard", type=parse_shard, default=(0, 1), help="collect chunks K mod N")
+    parser.add_argument("--init", default=None, help="fit: start from this zip's actor")
     parser.add_argument("--total-timesteps", type=int, default=None, help="rl: env steps")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument(
