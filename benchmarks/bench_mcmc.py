@@ -141,6 +141,7 @@ def main() -> None:
     p.add_argument("--time-d", type=int, nargs="+", default=[10, 15, 20, 30])
     p.add_argument("--batch", type=int, default=100)
     p.add_argument("--out", default="results/bench_mcmc")
+    p.add_argument("--tag", default="", help="suffix of the table files (part-TAG.md)")
     args = p.parse_args()
     torch.set_num_threads(1)
     out = Path(args.out)
@@ -155,7 +156,7 @@ def main() -> None:
             table = tables[part]()
         load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
         text = f"{table}\n\nload average (1, 5, 15 min) at the end: {load}\n"
-        (out / f"{part}.md").write_text(text)
+        (out / f"{part}{'-' + args.tag if args.tag else ''}.md").write_text(text)
         print(f"\n## {part}\n\n{text}", flush=True)
 
 

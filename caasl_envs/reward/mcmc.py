@@ -688,6 +688,7 @@ def summarize(means: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor
     if not torch.isfinite(means).all():
         raise RuntimeError("order MCMC produced NaN edge marginals (a chain diverged)")
     b, c, k = means.shape[:3]
+    means = means.clamp(0.0, 1.0)  # float32 weight sums can pass 1 by a rounding error
     probs = means.mean((1, 2))
     per_chain = means.mean(2)
     agreement = (per_chain.amax(1) - per_chain.amin(1)).flatten(1).amax(1)
