@@ -11,10 +11,16 @@ AVICI's standardisation, separate q/k/v LayerNorms and edge heads. Both run in e
 'caasl[official]'``) on the same random-initialised weights: the official Haiku parameters are
 converted with :func:`caasl_envs.reward.official.haiku_to_state_dict`, the max difference of the
 edge probabilities is printed, and forward and forward+backward are timed interleaved (official,
-ours, official, ...) so that machine load affects both alike:
+ours, ours, official, ...) so that machine load affects both alike. The default clock is wall
+time and ``--pin CPU`` puts every thread of the process (JAX's helper threads included) on that
+one core, so that neither side gets a second core the other lacks; each row reports the medians
+over the repeats and the median of the paired per-repeat ratios:
 
-    python benchmarks/bench_reward_model.py --vs-official [--sizes published small]
-        [--batches 1 64] [--modes forward train] [--repeats 3]
+    python benchmarks/bench_reward_model.py --vs-official --pin 1 [--sizes published small]
+        [--batches 1 64] [--modes forward train] [--repeats 41] [--clock wall|cpu]
+
+(process CPU time, ``--clock cpu``, counts JAX's busy helper thread against the official side
+and so flatters ours: use it only to compare with older numbers.)
 """
 
 from __future__ import annotations
@@ -118,20 +124,35 @@ def _import_official() -> types.ModuleType | None:
     return official
 
 
-def _interleaved(fns: dict[str, object], repeats: int) -> dict[str, float]:
-    """Best-of-``repeats`` process CPU seconds of each callable, run in turn every repeat."""
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def _interleaved(fns: dict[str, object], repeats: int, clock: str = "wall") -> dict[str, list]:
+    """Seconds of each callable per repeat on ``clock``, run in turn every repeat, in the
+    order A B, B A, A B, ... (a drift of the machine's load then biases neither)."""
+    now = CLOCKS[clock]
     for fn in fns.values():
         fn()  # warm-up (and JIT compilation)
-    best = dict.fromkeys(fns, float("inf"))
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.process_time()
-            fn()
-            best[name] = min(best[name], time.process_time() - start)
-    return best
+        fn()
+    times: dict[str, list] = {name: [] for name in fns}
+    for repeat in range(repeats):
+        names = list(fns) if repeat % 2 == 0 else list(reversed(fns))
+        for name in names:
+            start = now()
+            fns[name]()
+            times[name].append(now() - start)
+    return times
 
 
-def _side_by_side(official, size: str, batches: list[int], modes: list[str], repeats: int) -> None:
+def pin_process(cpu: int) -> None:
+    """Put every thread of this process, and those it starts later, on core ``cpu``."""
+    for task in os.listdir("/proc/self/task"):
+        os.sched_setaffinity(int(task), {cpu})
+
+
+def _side_by_side(
+    official, size: str, batches: list[int], modes: list[str], repeats: int, clock: str
+) -> None:
     """Print one table row per (batch, mode): official and our ms per dataset and their ratio."""
     import haiku as hk
     import jax
@@ -186,10 +207,14 @@ def _side_by_side(official, size: str, batches: list[int], modes: list[str], rep
                     ),
                     "ours": lambda x=x, target=target: step_ours(x, target),
                 }
-            best = _interleaved(fns, repeats)
+            times = _interleaved(fns, repeats, clock)
+            theirs, ours_t = (np.asarray(times[k]) for k in ("official", "ours"))
+            ratios = ours_t / theirs
+            low, high = np.quantile(ratios, [0.25, 0.75])
             print(
-                f"| {size} | {b} | {mode} | {1e3 * best['official'] / b:.2f} | "
-                f"{1e3 * best['ours'] / b:.2f} | {best['ours'] / best['official']:.2f} | {diff:.1e} |"
+                f"| {size} | {b} | {mode} | {1e3 * np.median(theirs) / b:.2f} | "
+                f"{1e3 * np.median(ours_t) / b:.2f} | {np.median(ratios):.2f} "
+                f"[{low:.2f}, {high:.2f}] | {diff:.1e} |"
             )
 
 
@@ -205,16 +230,21 @@ def vs_official(args: argparse.Namespace) -> None:
         return
     import jax
 
+    cores = sorted(os.sched_getaffinity(0))
     print(
         f"official avici (JAX {jax.__version__}) vs caasl AVICIModel (torch {torch.__version__}), "
-        f"d = 10, n = 60, random weights, torch threads {torch.get_num_threads()}, "
-        f"CPU ms per dataset (best of {args.repeats}, interleaved)"
+        f"d = 10, n = 60, random weights, torch threads {torch.get_num_threads()}, cores {cores}, "
+        f"{args.clock} ms per dataset (medians of {args.repeats}, interleaved)"
     )
-    print("\n| size | B | mode | official (ms) | ours (ms) | ratio | max |probs diff| |")
+    print(f"load before: {os.getloadavg()}")
+    print(
+        "\n| size | B | mode | official (ms) | ours (ms) | ratio ours/official, median "
+        "[quartiles] of paired repeats | max |probs diff| |"
+    )
     print("|---|---|---|---|---|---|---|")
     for size in args.sizes:
-        _side_by_side(official, size, args.batches, args.modes, args.repeats)
-    print(f"\nload: {os.getloadavg()}")
+        _side_by_side(official, size, args.batches, args.modes, args.repeats, args.clock)
+    print(f"\nload after: {os.getloadavg()}")
 
 
 def main() -> None:
@@ -233,7 +263,13 @@ def main() -> None:
     parser.add_argument(
         "--modes", nargs="+", default=["forward", "train"], choices=["forward", "train"]
     )
+    parser.add_argument("--clock", default="wall", choices=list(CLOCKS))
+    parser.add_argument(
+        "--pin", type=int, default=None, metavar="CPU", help="run every thread on this core"
+    )
     args = parser.parse_args()
+    if args.pin is not None:
+        pin_process(args.pin)
     torch.set_num_threads(args.threads)
     if args.vs_official:
         os.environ.setdefault(

@@ -263,9 +263,15 @@ def inference_attention(
     workspace: InferenceWorkspace,
     scale: float = 1.0,
 ) -> torch.Tensor:
-    """:func:`_attention` without autograd, as two batched matmuls and a softmax in place, all
-    in ``workspace`` (buffers ``"A"``, ``"B"``, ``"C"``, ``"row"``); the scores are multiplied
-    by ``scale`` (1: the queries are already scaled). Returns ``(B n d, H K)``, in ``"A"``."""
+    """:func:`attention` without autograd, as two batched matmuls around an exponential in
+    place, all in ``workspace`` (buffers ``"A"``, ``"B"``, ``"C"``, ``"row"``); the scores are
+    multiplied by ``scale`` (1: the queries are already scaled). Returns ``(B n d, H K)``, in
+    ``"A"``.
+
+    The softmax's division by the row sums is applied to the attention output (``T K`` numbers
+    per head instead of ``T T``), fused with the copy that merges the heads; with many keys per
+    head size (``T >= 4 K``) the output is computed transposed, ``(K, T) = v^T p^T``: matrix
+    products with an output only ``K`` wide run several times slower on CPU."""
     b, n, d, width = qkv.shape
     h, k = num_heads, width // (3 * num_heads)
     parts, a, t = _split_heads(qkv, num_heads, over_samples)
@@ -285,11 +291,20 @@ def inference_attention(
             return torch.bmm(q, key.transpose(1, 2), out=scores)
         return torch.baddbmm(scores, q, key.transpose(1, 2), beta=0.0, alpha=scale, out=scores)
 
-    _softmax_(fill_scores(), row, fill_scores, keep)
-    attended = workspace.get("C", (b * a * h, t, k))
-    torch.bmm(scores, v, out=attended)
+    summed = _exp_scores_(fill_scores(), row, fill_scores, keep)
+    if t >= 4 * k:
+        attended = workspace.get("C", (b * a * h, k, t))
+        torch.bmm(v.transpose(1, 2), scores.transpose(1, 2), out=attended)
+        per_head = attended.view(b, a, h, k, t).transpose(3, 4)
+    else:
+        attended = workspace.get("C", (b * a * h, t, k))
+        per_head = torch.bmm(scores, v, out=attended).view(b, a, h, t, k)
     out = workspace.get("A", (b, n, d, h, k))
-    out.copy_(_merge_heads(attended.view(b, a, h, t, k), over_samples))
+    if summed:  # the softmax's division, fused with the merge of the heads
+        inverse = _merge_heads(row.reciprocal_().view(b, a, h, t, 1), over_samples)
+        torch.mul(_merge_heads(per_head, over_samples), inverse, out=out)
+    else:
+        out.copy_(_merge_heads(per_head, over_samples))
     return out.view(b * n * d, h * k)
 
 
@@ -309,14 +324,28 @@ def _softmax_(
 ) -> None:
     """Softmax over the last axis of ``scores (N, T, T)``, in place, over the keys where
     ``keep (B, 1, 1, T)`` is 1 (0: masked; ``N`` a multiple of ``B``; None: all keys);
-    ``row (N, T, 1)`` is scratch, ``recompute()`` fills ``scores`` again.
+    ``row (N, T, 1)`` is scratch, ``recompute()`` fills ``scores`` again
+    (:func:`_exp_scores_`, then the division by the row sums)."""
+    if _exp_scores_(scores, row, recompute, keep):
+        scores.mul_(row.reciprocal_())
+
+
+def _exp_scores_(
+    scores: torch.Tensor,
+    row: torch.Tensor,
+    recompute: Callable[[], torch.Tensor],
+    keep: torch.Tensor | None,
+) -> bool:
+    """The softmax of :func:`_softmax_` but for its last step: ``True`` when ``scores`` holds
+    ``exp(score)`` (0 on masked keys) and ``row`` their row sums, so that the caller divides
+    (where it is cheapest); ``False`` when ``scores`` holds the softmax itself (the fallback).
 
     On CPU in float32 or float64, when every score is below :data:`_EXP_LIMIT` (one reduction
     over the whole tensor) the maximum is not subtracted: ``exp``, times ``keep``, row sums,
-    multiply, each one fast pass, where the row-wise maximum and ``Tensor.softmax`` are slow on
-    short rows (and ``exp`` is slow on the ``-inf`` of masked keys). When a score is larger or a row sum nearly
-    underflows (:data:`_TINY_SUM`) the scores are recomputed and the softmax subtracts the row
-    maximum.
+    each one fast pass, where the row-wise maximum and ``Tensor.softmax`` are slow on short
+    rows (and ``exp`` is slow on the ``-inf`` of masked keys). When a score is larger or a row
+    sum nearly underflows (:data:`_TINY_SUM`) the scores are recomputed and the softmax
+    subtracts the row maximum.
     """
     n, t, _ = scores.shape
     fast = scores.device.type == "cpu" and scores.dtype in (torch.float32, torch.float64)
@@ -326,8 +355,7 @@ def _softmax_(
             scores.view(keep.shape[0], -1, t, t).mul_(keep)
         torch.sum(scores, -1, keepdim=True, out=row)
         if float(row.amin()) > _TINY_SUM:
-            scores.mul_(row.reciprocal_())
-            return
+            return True
         recompute()
     if keep is not None:
         scores.view(keep.shape[0], -1, t, t).masked_fill_(keep == 0, float("-inf"))
@@ -336,3 +364,4 @@ def _softmax_(
     else:
         scores.sub_(torch.amax(scores, -1, keepdim=True, out=row)).exp_()
         scores.div_(torch.sum(scores, -1, keepdim=True, out=row))
+    return False
