@@ -123,6 +123,7 @@ class InferenceWorkspace:
         self.dtype, self.device = dtype, device
         self.buffers: dict[str, torch.Tensor] = {}
         self.views: dict[tuple[str, tuple[int, ...]], torch.Tensor] = {}
+        self.plans: dict[tuple, tuple] = {}  # views of the buffers (_attention_views)
 
     def get(self, name: str, shape: tuple[int, ...]) -> torch.Tensor:
         """An uninitialised contiguous tensor of ``shape``: the memory of every ``get`` of
@@ -131,6 +132,7 @@ class InferenceWorkspace:
         if view is None:
             if len(self.views) >= _MAX_VIEWS:  # histories of ever new shapes
                 self.views.clear()
+                self.plans.clear()
             numel = math.prod(shape)
             buffer = self.buffers.get(name)
             if buffer is None or buffer.numel() < numel:
@@ -138,6 +140,7 @@ class InferenceWorkspace:
                     buffer = torch.empty(numel, dtype=self.dtype, device=self.device)
                 self.buffers[name] = buffer
                 self.views = {key: v for key, v in self.views.items() if key[0] != name}
+                self.plans.clear()
             view = self.views[name, shape] = buffer[:numel].view(shape)
         return view
 
@@ -272,44 +275,75 @@ def inference_attention(
     per head instead of ``T T``), fused with the copy that merges the heads; with many keys per
     head size (``T >= 4 K``) the output is computed transposed, ``(K, T) = v^T p^T``: matrix
     products with an output only ``K`` wide run several times slower on CPU."""
-    b, n, d, width = qkv.shape
-    h, k = num_heads, width // (3 * num_heads)
-    parts, a, t = _split_heads(qkv, num_heads, over_samples)
-    heads = workspace.get("B", (3, b * a * h, t, k))
-    heads.view(parts.shape).copy_(parts)
-    q, key, v = heads
-    scores = workspace.get("A", (b * a * h, t, t))
-    row = workspace.get("row", (b * a * h, t, 1))
-
+    views = _attention_views(qkv, num_heads, over_samples, workspace)
+    parts, heads, q, key_t, scores, row, product, attended, merged, inverse, out, flat = views
+    heads.copy_(parts)
     keep = None
     if over_samples and key_mask is not None:
+        b, t = key_mask.shape
         keep = workspace.get("keep", (b, 1, 1, t))
         keep.copy_(key_mask[:, None, None, :])
 
     def fill_scores() -> torch.Tensor:
         if scale == 1.0:
-            return torch.bmm(q, key.transpose(1, 2), out=scores)
-        return torch.baddbmm(scores, q, key.transpose(1, 2), beta=0.0, alpha=scale, out=scores)
+            return torch.bmm(q, key_t, out=scores)
+        return torch.baddbmm(scores, q, key_t, beta=0.0, alpha=scale, out=scores)
 
     summed = _exp_scores_(fill_scores(), row, fill_scores, keep)
+    torch.bmm(*product, out=attended)
+    if summed:  # the softmax's division, fused with the merge of the heads
+        row.reciprocal_()
+        torch.mul(merged, inverse, out=out)
+    else:
+        out.copy_(merged)
+    return flat
+
+
+def _attention_views(
+    qkv: torch.Tensor, num_heads: int, over_samples: bool, workspace: InferenceWorkspace
+) -> tuple:
+    """The views :func:`inference_attention` works on, made once per input (its memory, shape
+    and strides) and workspace buffers: ``(parts, heads, q, key^T, scores, row, (left, right)
+    of the output product, its result, the result merged to ``(B, n, d, H, K)``, the row sums
+    likewise, the output and its ``(B n d, H K)`` view)``. At B = 1 the ~20 view operations cost as much as the attention's
+    arithmetic on the variables axis."""
+    key = (qkv.data_ptr(), tuple(qkv.shape), qkv.stride(), num_heads, over_samples)
+    views = workspace.plans.get(key)
+    if views is not None:
+        return views
+    b, n, d, width = qkv.shape
+    h, k = num_heads, width // (3 * num_heads)
+    parts, a, t = _split_heads(qkv, num_heads, over_samples)
+    heads = workspace.get("B", (3, b * a * h, t, k))
+    scores = workspace.get("A", (b * a * h, t, t))
+    row = workspace.get("row", (b * a * h, t, 1))
+    q, key_, v = heads
     if t >= 4 * k:
         attended = workspace.get("C", (b * a * h, k, t))
-        torch.bmm(v.transpose(1, 2), scores.transpose(1, 2), out=attended)
+        product = (v.transpose(1, 2), scores.transpose(1, 2))
         per_head = attended.view(b, a, h, k, t).transpose(3, 4)
     else:
         attended = workspace.get("C", (b * a * h, t, k))
-        per_head = torch.bmm(scores, v, out=attended).view(b, a, h, t, k)
+        product = (scores, v)
+        per_head = attended.view(b, a, h, t, k)
     out = workspace.get("A", (b, n, d, h, k))
-    if summed:  # the softmax's division, fused with the merge of the heads
-        inverse = _merge_heads(row.reciprocal_().view(b, a, h, t, 1), over_samples)
-        torch.mul(_merge_heads(per_head, over_samples), inverse, out=out)
-    else:
-        out.copy_(_merge_heads(per_head, over_samples))
-    return out.view(b * n * d, h * k)
+    views = (
+        parts,
+        heads.view(parts.shape),
+        q,
+        key_.transpose(1, 2),
+        scores,
+        row,
+        product,
+        attended,
+        _merge_heads(per_head, over_samples),
+        _merge_heads(row.view(b, a, h, t, 1), over_samples),
+        out,
+        out.view(b * n * d, h * k),
+    )
+    workspace.plans[key] = views
+    return views
 
-
-_EXP_LIMIT = 64.0
-"""Scores below this (``exp(64) = 6e27``) can be exponentiated as they are in float32."""
 
 _TINY_SUM = 1e-25
 """A row whose ``sum(exp(score))`` exceeds this has a term above ``1e-25 / T``: the terms that
@@ -340,21 +374,20 @@ def _exp_scores_(
     ``exp(score)`` (0 on masked keys) and ``row`` their row sums, so that the caller divides
     (where it is cheapest); ``False`` when ``scores`` holds the softmax itself (the fallback).
 
-    On CPU in float32 or float64, when every score is below :data:`_EXP_LIMIT` (one reduction
-    over the whole tensor) the maximum is not subtracted: ``exp``, times ``keep``, row sums,
-    each one fast pass, where the row-wise maximum and ``Tensor.softmax`` are slow on short
-    rows (and ``exp`` is slow on the ``-inf`` of masked keys). When a score is larger or a row
-    sum nearly underflows (:data:`_TINY_SUM`) the scores are recomputed and the softmax
-    subtracts the row maximum.
+    On CPU in float32 or float64 the maximum is not subtracted: ``exp``, times ``keep``, row
+    sums, each one fast pass, where the row-wise maximum and ``Tensor.softmax`` are slow on
+    short rows (and ``exp`` is slow on the ``-inf`` of masked keys). One reduction of the row
+    sums checks the result: a score whose exponential overflows makes its row sum ``inf`` (or
+    NaN, on a masked key); a row sum below :data:`_TINY_SUM` has lost terms to underflow. Then
+    the scores are recomputed and the softmax subtracts the row maximum.
     """
     n, t, _ = scores.shape
-    fast = scores.device.type == "cpu" and scores.dtype in (torch.float32, torch.float64)
-    if fast and float(scores.amax()) < _EXP_LIMIT:
+    if scores.device.type == "cpu" and scores.dtype in (torch.float32, torch.float64):
         scores.exp_()
         if keep is not None:
             scores.view(keep.shape[0], -1, t, t).mul_(keep)
-        torch.sum(scores, -1, keepdim=True, out=row)
-        if float(row.amin()) > _TINY_SUM:
+        low, high = torch.aminmax(torch.sum(scores, -1, keepdim=True, out=row))
+        if float(low) > _TINY_SUM and float(high) < math.inf:  # False for NaN
             return True
         recompute()
     if keep is not None:

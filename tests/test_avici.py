@@ -369,7 +369,8 @@ def test_softmax_in_place(case):
 
         _softmax_(scores, torch.empty(6, t, 1), recompute, keep)
         torch.testing.assert_close(scores, expected, atol=1e-6, rtol=1e-5)
-        assert len(calls) == (case == "tiny-rows")  # "large" skips the fast path at once
+        # the fast path sees the overflow ("large") or underflow in the row sums, then recomputes
+        assert len(calls) == (case in ("large", "tiny-rows"))
 
 
 @pytest.mark.parametrize("standardization", ["none", "zscore"])
