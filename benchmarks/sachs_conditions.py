@@ -2,10 +2,13 @@
 condition, against every experiment observational, on the same episodes (paired).
 
     nice -n 19 python benchmarks/sachs_conditions.py --episodes 50 [--reference cdt]
+    nice -n 19 python benchmarks/sachs_conditions.py --episodes 50 --agents random,eig
 
 Prints, per condition, the final expected number of correct entries (out of 110), E-SHD and
 AUROC against the reference graph, and the paired difference in expected correct entries to the
-observational design (mean and 95% normal interval over episodes).
+observational design (mean and 95% normal interval over episodes). With ``--agents``, instead:
+which conditions each agent ran on the ``real`` suite's ``sachs`` episodes (share of its
+experiments), each experiment's condition read off the table rows of its cells.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from tqdm import tqdm
 
 import caasl_envs
 from caasl_envs import CausalDesignVectorEnv
-from caasl_envs.real.sachs import CONDITIONS, VARIABLES
+from caasl_envs.real.sachs import CONDITIONS, VARIABLES, condition_labels
 
 
 def condition_action(name: str | None, b: int) -> np.ndarray:
@@ -43,13 +46,48 @@ def run(name: str | None, episodes: int, seed: int, reference: str) -> dict[str,
     return info["final_metrics"]
 
 
+def condition_shares(agent: str, episodes: int, seed: int) -> np.ndarray:
+    """``(8,)`` share of ``agent``'s experiments on the suite's ``sachs`` episodes that ran the
+    observational pool and each of the seven interventional conditions."""
+    from caasl_agent.bench.runner import run_setting
+    from caasl_agent.bench.suites import get_suite
+
+    suite = get_suite("real")
+    seeds = suite.episode_seeds("sachs", episodes, seed)
+    out = run_setting(agent, suite.setting("sachs"), seeds, deterministic=False)
+    prior = caasl_envs.scm.SIMULATORS["sachs"]()
+    row_of = {row.tobytes(): i for i, row in enumerate(prior.data.numpy())}
+    n0, k = vec_sizes()
+    first = out["history"][:, n0::k, :, 0]  # (E, budget, 11): each experiment's first cell
+    labels = condition_labels()[
+        [row_of[c.astype(np.float32).tobytes()] for c in first.reshape(-1, 11)]
+    ]
+    group = np.maximum(labels - 1, 0)  # the two general conditions -> 0 (observational)
+    return np.bincount(group, minlength=8) / len(group)
+
+
+def vec_sizes() -> tuple[int, int]:
+    kwargs = caasl_envs.ENV_IDS["caasl/Sachs-v0"]
+    return kwargs["n0"], kwargs["samples_per_step"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--episodes", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--reference", default="sachs2005", choices=("sachs2005", "cdt"))
+    parser.add_argument("--agents", help="comma-separated agent specs: report their conditions")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.agents:
+        names = ["observational", *(c.name for c in CONDITIONS if c.kind != "general")]
+        print(f"sachs setting of suite real, {args.episodes} episodes, seed {args.seed}")
+        print("| agent | " + " | ".join(names) + " |")
+        print("|---|" + "---:|" * len(names))
+        for agent in tqdm(args.agents.split(",")):
+            shares = condition_shares(agent, args.episodes, args.seed)
+            print(f"| {agent} | " + " | ".join(f"{s:.0%}" for s in shares) + " |", flush=True)
+        return
     names = [None, *(c.name for c in CONDITIONS if c.kind != "general")]
     out = {n: run(n, args.episodes, args.seed, args.reference) for n in tqdm(names)}
     base = out[None]["expected_correct_entries"]
