@@ -1,0 +1,116 @@
+"""The GP scorer (``exact-gp``) on the RFF environments: quality, hyper-parameter choice, speed.
+
+``quality``: held-out histories of ``caasl/NonlinearRFF-v0`` (``--episodes`` environments, seeds
+disjoint from everything else) with ``--n0`` observations and ``--budget`` random experiments
+(the ``random`` baseline's design: every node a target with probability 1/2, value uniform in
+``[-1, 1]``), scored by each ``--models`` entry: AUROC, AUPRC, expected correct entries (mean
+and 95% interval over environments) and seconds per history.
+
+``timing``: seconds per history of the GP scorer at ``--ds`` with ``--rows`` rows each.
+
+    python benchmarks/nonlinear_gp.py quality --d 5 --graph-degree 1 --n0 50 --budget 150
+    python benchmarks/nonlinear_gp.py timing --ds 5,8,10 --rows 60
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from caasl_envs import ENV_IDS, CausalDesignVectorEnv, metrics
+from caasl_envs.reward import load_reward_model
+
+SEED_BASE = 7_000_000  # held-out environment seeds: i + SEED_BASE
+
+
+def random_histories(
+    episodes: int, d: int, graph_degree: float, n0: int, budget: int, seed: int
+) -> tuple[torch.Tensor, torch.Tensor, CausalDesignVectorEnv]:
+    """``(E, n0 + budget, d, 2)`` histories of random experiments, ``(E, d, d)`` graphs, the env."""
+    kwargs = {**ENV_IDS["caasl/NonlinearRFF-v0"], "d": d, "graph_degree": graph_degree}
+    kwargs.update(n0=n0, budget=budget, reward_model="constant-prior", reward_schedule="final")
+    vec = CausalDesignVectorEnv(episodes, **kwargs)
+    vec.reset(seed=[SEED_BASE + seed * 10_000 + i for i in range(episodes)])
+    rng = np.random.default_rng(seed)
+    for _ in tqdm(range(budget), desc="experiments", leave=False):
+        targets = np.where(rng.random((episodes, d)) < 0.5, 1.0, -1.0)
+        values = rng.uniform(-1.0, 1.0, (episodes, d))
+        vec.step(np.concatenate([targets, values], axis=1).astype(np.float32))
+    return vec.core.history.clone(), vec.core.graph.clone(), vec
+
+
+def interval(values: torch.Tensor) -> str:
+    v = values.double()
+    v = v[torch.isfinite(v)]
+    half = 1.96 * float(v.std()) / math.sqrt(len(v))
+    return f"{float(v.mean()):.3f} [{float(v.mean()) - half:.3f}, {float(v.mean()) + half:.3f}]"
+
+
+def quality(args: argparse.Namespace) -> None:
+    x, graph, vec = random_histories(
+        args.episodes, args.d, args.graph_degree, args.n0, args.budget, args.seed
+    )
+    print(
+        f"| model | AUROC | AUPRC | expected correct entries (of {args.d * (args.d - 1)}) | s/history |"
+    )
+    print("|---|---|---|---|---|")
+    for name in args.models.split(","):
+        model = load_reward_model(name)
+        if callable(getattr(model, "for_prior", None)):
+            model = model.for_prior(vec.core.prior)
+        probs, start = [], time.perf_counter()
+        for part in tqdm(torch.split(x, args.chunk), desc=name, leave=False):
+            with torch.no_grad():
+                probs.append(model.edge_probs(part).double())
+        seconds = (time.perf_counter() - start) / len(x)
+        p = torch.cat(probs)
+        row = [interval(metrics.auroc(p, graph)), interval(metrics.auprc(p, graph))]
+        row.append(interval(metrics.expected_correct_entries(p, graph)))
+        print(f"| {name} | " + " | ".join(row) + f" | {seconds:.3f} |", flush=True)
+
+
+def timing(args: argparse.Namespace) -> None:
+    rows = []
+    for d in (int(v) for v in args.ds.split(",")):
+        x, _, vec = random_histories(args.episodes, d, 3.0, args.rows - 10, 10, args.seed)
+        for name in args.models.split(","):
+            model = load_reward_model(name).for_prior(vec.core.prior)
+            start = time.perf_counter()
+            model.edge_probs(x)
+            seconds = (time.perf_counter() - start) / len(x)
+            rows.append({"d": d, "rows": args.rows, "model": name, "s_per_history": seconds})
+            print(json.dumps(rows[-1]), flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    q = sub.add_parser("quality")
+    q.add_argument("--d", type=int, default=5)
+    q.add_argument("--graph-degree", type=float, default=1.0)
+    q.add_argument("--n0", type=int, default=50)
+    q.add_argument("--budget", type=int, default=150)
+    q.add_argument("--episodes", type=int, default=30)
+    q.add_argument("--chunk", type=int, default=10)
+    q.add_argument("--models", default="exact-gp,exact-gp-grid")
+    t = sub.add_parser("timing")
+    t.add_argument("--ds", default="5,8,10")
+    t.add_argument("--rows", type=int, default=60)
+    t.add_argument("--episodes", type=int, default=8)
+    t.add_argument("--models", default="exact-gp,exact-gp-grid")
+    for p in (q, t):
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    {"quality": quality, "timing": timing}[args.command](args)
+
+
+if __name__ == "__main__":
+    main()
