@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
-from caasl_envs import inference as avici  # the kernels AVICI shares; no reward model
+from caasl_envs import inference  # the kernels AVICI shares; no reward model
 from caasl_envs.histories import check_history, history_space_dims
 
 Standardization = Literal["none", "zscore", "counts"]
@@ -49,14 +49,14 @@ def standardize_history(
 
     ``"none"`` returns the input; ``"zscore"`` (real values) and ``"counts"`` (gene-expression
     counts) are AVICI's own standardisation
-    (:func:`caasl_envs.reward.avici.standardize_history`): channel 0 standardised, channel 1
+    (:func:`caasl_envs.inference.standardize_history`): channel 0 standardised, channel 1
     (the intervened flag) kept, padded rows zero; negative counts are refused.
     """
     if mode == "none":
         return history
     if mode not in STANDARDIZATIONS:
         raise ValueError(f"standardization must be one of {STANDARDIZATIONS}, got {mode!r}")
-    return avici.standardize_history(history, valid, counts=mode == "counts")
+    return inference.standardize_history(history, valid, counts=mode == "counts")
 
 
 class PreNormAttentionBlock(nn.Module):
@@ -104,7 +104,7 @@ class PreNormAttentionBlock(nn.Module):
         z: torch.Tensor,
         over_samples: bool,
         key_valid: torch.Tensor | None,
-        workspace: avici.InferenceWorkspace,
+        workspace: inference.InferenceWorkspace,
     ) -> None:
         """The same layer without autograd or dropout, in place on the contiguous
         ``z (B, N, d, dim)``, attending over the samples (``key_valid (B, N)`` bool or None)
@@ -119,7 +119,7 @@ class PreNormAttentionBlock(nn.Module):
             self.qkv.weight.t(),
             out=qkv,
         )
-        attended = avici.inference_attention(
+        attended = inference.inference_attention(
             qkv.view(b, n, d, -1),
             self.n_heads,
             over_samples,
@@ -140,7 +140,7 @@ class PreNormAttentionBlock(nn.Module):
 
     @staticmethod
     def _normalised(
-        norm: nn.LayerNorm, flat: torch.Tensor, workspace: avici.InferenceWorkspace
+        norm: nn.LayerNorm, flat: torch.Tensor, workspace: inference.InferenceWorkspace
     ) -> torch.Tensor:
         """``norm(flat)`` for ``flat (T, dim)``, into ``workspace``."""
         tokens = flat.shape[0]
@@ -316,11 +316,11 @@ class CAASLEncoder(nn.Module):
         the layers run in place without moving the variable and sample axes (only q/k/v and
         the attention output are permuted), attention as batched matmuls, intermediates in
         buffers reused from call to call, the batch in chunks of about
-        :data:`~caasl_envs.reward.avici.INFERENCE_CHUNK_TOKENS` tokens."""
-        workspace = avici.inference_workspace(self, x)
+        :data:`~caasl_envs.inference.INFERENCE_CHUNK_TOKENS` tokens."""
+        workspace = inference.inference_workspace(self, x)
         b, n, d, dim = x.shape
         pooled = []
-        for part in avici.inference_chunks(b, n, d):
+        for part in inference.inference_chunks(b, n, d):
             chunk = x[part]
             z = workspace.get("z", tuple(chunk.shape))
             z.copy_(chunk)
