@@ -181,7 +181,7 @@ def test_small_linear_settings_are_scored_with_the_exact_posterior():
 
     linear, tiny = get_suite("linear"), get_suite("tiny")
     assert scorer_for("auto", linear.setting("d12")) == "exact-linear-scm"
-    assert scorer_for("auto", linear.setting("d20")) is None  # no exact posterior above d = 14
+    assert scorer_for("auto", linear.setting("d20")) == "mcmc-linear-scm"  # 14 < d <= 30
     assert scorer_for("reward", linear.setting("d12")) is None
     assert scorer_for({"d12": "constant-prior"}, linear.setting("d12")) == "constant-prior"
     setting, seeds = tiny.setting("d4"), tiny.episode_seeds("d4", 3)
