@@ -87,8 +87,8 @@ def test_corrupt_and_foreign_chunks_are_named(tmp_path):
 
 
 def test_teacher_that_cannot_act_is_refused_before_any_work(tmp_path):
-    big = LabelSetting("d15", "caasl/LinearGaussian-v0", {**TINY, "d": 15})
-    with pytest.raises(ValueError, match="teacher 'eig-batch' cannot act on setting 'd15'"):
+    big = LabelSetting("d31", "caasl/LinearGaussian-v0", {**TINY, "d": 31})  # beyond order MCMC
+    with pytest.raises(ValueError, match="teacher 'eig-batch' cannot act on setting 'd31'"):
         collect(tmp_path, [big], 1, "eig-batch", episodes_per_chunk=2, progress=False)
     assert not chunk_path(tmp_path, 0, 0).exists()
 
