@@ -31,16 +31,23 @@ SEED_BASE = 7_000_000  # held-out environment seeds: i + SEED_BASE
 
 
 def random_histories(
-    episodes: int, d: int, graph_degree: float, n0: int, budget: int, seed: int
+    episodes: int,
+    d: int,
+    graph_degree: float,
+    n0: int,
+    budget: int,
+    seed: int,
+    target_prob: float = 0.5,
 ) -> tuple[torch.Tensor, torch.Tensor, CausalDesignVectorEnv]:
-    """``(E, n0 + budget, d, 2)`` histories of random experiments, ``(E, d, d)`` graphs, the env."""
+    """``(E, n0 + budget, d, 2)`` histories of random experiments (each node a target with
+    probability ``target_prob``; 0: observational), ``(E, d, d)`` graphs, the env."""
     kwargs = {**ENV_IDS["caasl/NonlinearRFF-v0"], "d": d, "graph_degree": graph_degree}
     kwargs.update(n0=n0, budget=budget, reward_model="constant-prior", reward_schedule="final")
     vec = CausalDesignVectorEnv(episodes, **kwargs)
     vec.reset(seed=[SEED_BASE + seed * 10_000 + i for i in range(episodes)])
     rng = np.random.default_rng(seed)
     for _ in tqdm(range(budget), desc="experiments", leave=False):
-        targets = np.where(rng.random((episodes, d)) < 0.5, 1.0, -1.0)
+        targets = np.where(rng.random((episodes, d)) < target_prob, 1.0, -1.0)
         values = rng.uniform(-1.0, 1.0, (episodes, d))
         vec.step(np.concatenate([targets, values], axis=1).astype(np.float32))
     return vec.core.history.clone(), vec.core.graph.clone(), vec
@@ -94,6 +101,39 @@ def timing(args: argparse.Namespace) -> None:
             print(json.dumps(row), flush=True)
 
 
+def designs(args: argparse.Namespace) -> None:
+    """Random minus observational designs on the same environments, under each model: paired
+    difference of the final expected correct entries (mean [95% t-interval])."""
+    from scipy import stats
+
+    runs = {
+        name: random_histories(
+            args.episodes, args.d, args.graph_degree, args.n0, args.budget, args.seed, prob
+        )
+        for name, prob in (("random", 0.5), ("observational", 0.0))
+    }
+    graph = runs["random"][1]
+    assert torch.equal(graph, runs["observational"][1])  # same seeds: same systems
+    print("| model | random | observational | random - observational |")
+    print("|---|---|---|---|")
+    for name in args.models.split(","):
+        model = load_reward_model(name)
+        if callable(getattr(model, "for_prior", None)):
+            model = model.for_prior(runs["random"][2].core.prior)
+        score = {}
+        for design, (x, _, _) in runs.items():
+            with torch.no_grad():
+                p = torch.cat([model.edge_probs(part).double() for part in torch.split(x, 10)])
+            score[design] = metrics.expected_correct_entries(p, graph).numpy()
+        diff = score["random"] - score["observational"]
+        half = stats.t.ppf(0.975, len(diff) - 1) * diff.std(ddof=1) / math.sqrt(len(diff))
+        print(
+            f"| {name} | {score['random'].mean():.2f} | {score['observational'].mean():.2f} | "
+            f"{diff.mean():+.2f} [{diff.mean() - half:+.2f}, {diff.mean() + half:+.2f}] |",
+            flush=True,
+        )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -105,17 +145,24 @@ def main(argv: list[str] | None = None) -> None:
     q.add_argument("--episodes", type=int, default=30)
     q.add_argument("--chunk", type=int, default=10)
     q.add_argument("--models", default="exact-gp,exact-gp-grid")
+    g = sub.add_parser("designs")
+    g.add_argument("--d", type=int, default=5)
+    g.add_argument("--graph-degree", type=float, default=1.0)
+    g.add_argument("--n0", type=int, default=50)
+    g.add_argument("--budget", type=int, default=150)
+    g.add_argument("--episodes", type=int, default=30)
+    g.add_argument("--models", default="exact-gp,avici-rff-v0")
     t = sub.add_parser("timing")
     t.add_argument("--ds", default="5,8,10")
     t.add_argument("--rows", type=int, default=60)
     t.add_argument("--episodes", type=int, default=8)
     t.add_argument("--models", default="exact-gp,exact-gp-grid,avici-rff-v0")
-    for p in (q, t):
+    for p in (q, g, t):
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    {"quality": quality, "timing": timing}[args.command](args)
+    {"quality": quality, "designs": designs, "timing": timing}[args.command](args)
 
 
 if __name__ == "__main__":
