@@ -145,3 +145,12 @@ def test_training_sampler_draws_environment_like_datasets_from_a_seed():
     assert not x[:, :6, :, 1].any() and flags.any()
     with pytest.raises(ValueError, match="noise_mix"):
         RFFDatasetSampler(noise_mix={"cauchy": 1.0})
+
+
+def test_default_reward_is_the_shipped_avici_rff_model():
+    env = gym.make(IDS[0], d=5, n0=10, budget=2)
+    model = env.unwrapped.core.reward_model
+    assert type(model).__name__ == "AVICIModel" and not model.expects_counts
+    env.reset(seed=1)
+    _, reward, *_ = env.step(env.action_space.sample())
+    assert np.isfinite(reward)
