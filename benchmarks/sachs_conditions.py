@@ -49,12 +49,13 @@ def run(name: str | None, episodes: int, seed: int, reference: str) -> dict[str,
 def condition_shares(agent: str, episodes: int, seed: int) -> np.ndarray:
     """``(8,)`` share of ``agent``'s experiments on the suite's ``sachs`` episodes that ran the
     observational pool and each of the seven interventional conditions."""
+    from caasl_agent.bench import get_suite, load_agent
     from caasl_agent.bench.runner import run_setting
-    from caasl_agent.bench.suites import get_suite
 
     suite = get_suite("real")
     seeds = suite.episode_seeds("sachs", episodes, seed)
-    out = run_setting(agent, suite.setting("sachs"), seeds, deterministic=False)
+    spec = agent if ":" not in agent else load_agent(agent)  # baseline names stay names
+    out = run_setting(spec, suite.setting("sachs"), seeds, deterministic=False)
     prior = caasl_envs.scm.SIMULATORS["sachs"]()
     row_of = {row.tobytes(): i for i, row in enumerate(prior.data.numpy())}
     n0, k = vec_sizes()
