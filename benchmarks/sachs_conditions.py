@@ -3,12 +3,15 @@ condition, against every experiment observational, on the same episodes (paired)
 
     nice -n 19 python benchmarks/sachs_conditions.py --episodes 50 [--reference cdt]
     nice -n 19 python benchmarks/sachs_conditions.py --episodes 50 --agents random,eig
+    python benchmarks/sachs_conditions.py --whole
 
 Prints, per condition, the final expected number of correct entries (out of 110), E-SHD and
 AUROC against the reference graph, and the paired difference in expected correct entries to the
 observational design (mean and 95% normal interval over episodes). With ``--agents``, instead:
 which conditions each agent ran on the ``real`` suite's ``sachs`` episodes (share of its
-experiments), each experiment's condition read off the table rows of its cells.
+experiments), each experiment's condition read off the table rows of its cells. With ``--whole``: the exact
+posterior of whole pools (all observational cells; all cells, every condition an intervention)
+scored against both references.
 """
 
 from __future__ import annotations
@@ -67,6 +70,30 @@ def condition_shares(agent: str, episodes: int, seed: int) -> np.ndarray:
     return np.bincount(group, minlength=8) / len(group)
 
 
+def whole_pools() -> None:
+    """Print the exact posterior's scores on all observational cells and on all 7,466 cells."""
+    from caasl_envs import metrics
+    from caasl_envs.real.sachs import reference_graph
+    from caasl_envs.reward import ExactLinearGaussianPosterior
+
+    prior, labels = caasl_envs.scm.SIMULATORS["sachs"](), condition_labels()
+    for name, keep in (("observational", labels < 2), ("all nine conditions", labels >= 0)):
+        history = torch.zeros(1, int(keep.sum()), 11, 2)
+        history[0, :, :, 0] = prior.data[keep]
+        for i, c in enumerate(CONDITIONS):
+            if c.target is not None:
+                history[0, labels[keep] == i, VARIABLES.index(c.target), 1] = 1.0
+        probs = ExactLinearGaussianPosterior().edge_probs(history)
+        for reference in ("sachs2005", "cdt"):
+            graph = torch.as_tensor(reference_graph(reference), dtype=torch.float32)[None]
+            m = metrics.all_metrics(probs, graph)
+            print(
+                f"{name} ({int(keep.sum())} cells) vs {reference}: exp. correct "
+                f"{float(m['expected_correct_entries'][0]):.1f}, SHD {float(m['shd'][0]):.0f}, "
+                f"AUROC {float(m['auroc'][0]):.3f}"
+            )
+
+
 def vec_sizes() -> tuple[int, int]:
     kwargs = caasl_envs.ENV_IDS["caasl/Sachs-v0"]
     return kwargs["n0"], kwargs["samples_per_step"]
@@ -78,8 +105,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--reference", default="sachs2005", choices=("sachs2005", "cdt"))
     parser.add_argument("--agents", help="comma-separated agent specs: report their conditions")
+    parser.add_argument("--whole", action="store_true", help="score whole pools of cells")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.whole:
+        whole_pools()
+        return
     if args.agents:
         names = ["observational", *(c.name for c in CONDITIONS if c.kind != "general")]
         print(f"sachs setting of suite real, {args.episodes} episodes, seed {args.seed}")
