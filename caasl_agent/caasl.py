@@ -148,7 +148,10 @@ class CAASL(SAC):
         self.imitation_decay_steps = max(int(imitation_decay_steps), 1)
         self.imitation_labels = None if imitation_labels is None else str(imitation_labels)
         if self.imitation_coef > 0 and self.imitation_labels is None:
-            raise ValueError("imitation_coef > 0 needs imitation_labels (a folder of label chunks)")
+            raise ValueError(
+                "imitation_coef > 0 needs imitation_labels, a folder of label chunks "
+                "(`caasl imitate rl` sets it)"
+            )
         self._imitation_data = None
         super().__init__(
             policy,

@@ -127,7 +127,9 @@ def batched_belief(observation: dict[str, Any], d: int) -> np.ndarray | None:
     if belief.ndim == 2:
         belief = belief[None]
     if belief.ndim != 3 or belief.shape[1:] != (d, d):
-        raise ValueError(f"belief must have shape (d, d) or (B, d, d) with d={d}, got {belief.shape}")
+        raise ValueError(
+            f"belief must have shape (d, d) or (B, d, d) with d={d}, got {belief.shape}"
+        )
     if not ((belief >= 0) & (belief <= 1)).all():
         raise ValueError("belief must hold probabilities in [0, 1]")
     return belief
@@ -137,8 +139,8 @@ def history_space_dims(space: spaces.Space) -> tuple[int, int]:
     """``(N, d)`` of a causal-design observation space; ``ValueError`` if it is not one."""
     if not isinstance(space, spaces.Dict) or set(space.spaces) - {"belief"} != {"history", "mask"}:
         raise ValueError(
-            "expected a Dict observation space with keys 'history', 'mask' (and optionally "
-            f"'belief'), got {space}"
+            "expected a Dict observation space with keys 'history' and 'mask' (and "
+            f"optionally 'belief'), got {space}"
         )
     shape = space["history"].shape
     if len(shape) != 3 or shape[-1] != 2 or space["mask"].shape != shape[:1]:
