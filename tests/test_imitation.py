@@ -189,3 +189,21 @@ def test_environment_observes_its_belief_and_buffer_keeps_it():
     assert beliefs <= {tuple(b.flatten().tolist()) for b in obs["belief"]}
     plain = CausalDesignEnv(**TINY)
     assert "belief" not in plain.reset(seed=0)[0]
+
+
+def test_recommended_policy_is_the_default_and_benchmarks_as_caasl():
+    from caasl_agent import load_policy
+    from caasl_agent.bench import benchmark
+    from caasl_agent.pretrained import RECOMMENDED, policy_path
+
+    assert policy_path(RECOMMENDED["linear"]).is_file()
+    assert policy_path(RECOMMENDED["sergio"]).is_file()
+    default = load_policy()
+    named = load_policy(RECOMMENDED["linear"])
+    for a, b in zip(default.policy.parameters(), named.policy.parameters(), strict=True):
+        assert torch.equal(a, b)
+    # "caasl" is the recommended policy of the family; a belief-reading policy gets its channel
+    agents = ["caasl", "caasl:caasl-linear-imitation-v0", "random"]
+    results = benchmark(agents, suite="tiny", episodes=2, seed=0, progress=False)
+    assert {run.agent for run in results.runs} == set(agents)
+    assert "belief" in load_policy("caasl-linear-imitation-v0").observation_space.spaces

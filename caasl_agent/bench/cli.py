@@ -118,7 +118,8 @@ def add_bench_parser(subparsers) -> None:
         "bench",
         help="benchmark experimental-design agents on a suite of fixed environments",
         description="Agents: baseline names (" + ", ".join(BASELINES) + "), sb3:PATH.zip, "
-        "caasl:NAME, module:attr (an agent class, object or callable obs -> action).",
+        "caasl:NAME, caasl (the recommended shipped policy of each setting's family), "
+        "module:attr (an agent class, object or callable obs -> action).",
     )
     p.add_argument(
         "--agents",

@@ -422,7 +422,10 @@ def _labelled_agents(agents: Sequence[Any] | Mapping[str, Any]) -> list[tuple[st
     if not items:
         raise ValueError("no agents to benchmark")
     return [
-        (label, spec if isinstance(spec, str) and spec in BASELINES else load_agent(spec))
+        (
+            label,
+            spec if isinstance(spec, str) and spec in (*BASELINES, "caasl") else load_agent(spec),
+        )
         for label, spec in items
     ]
 
