@@ -3,6 +3,7 @@ import pytest
 
 import caasl_agent
 from caasl_envs import CausalDesignVectorEnv
+from caasl_envs.histories import has_belief
 
 
 def test_unknown_policy_name_lists_the_choices():
@@ -20,6 +21,7 @@ def test_shipped_policies_load_by_name_and_act_on_any_d(name):
     for d in (6, 13):
         kwargs = {"simulator": "sergio"} if target_only else {}
         vec = CausalDesignVectorEnv(3, d=d, n0=8, budget=2, reward_model="constant-prior", **kwargs)
+        vec.set_observe_belief(has_belief(model.observation_space))  # the ones that read it
         obs, _ = vec.reset(seed=0)
         action, _ = model.predict(obs, deterministic=True)
         assert action.shape == (3, d if target_only else 2 * d)

@@ -1,12 +1,14 @@
-"""Every shipped policy loads and acts bit-identically to the recording in
-``tests/data/shipped_policy_actions.npz``.
+"""Every shipped policy loads and acts as recorded in ``tests/data/shipped_policy_actions.npz``.
 
 The recording holds, per policy, three fixed observations (``history (3, N, d, 2)``, ``mask
 (3, N)``: all rows, half the rows and three rows valid) and the actions the policy took on them,
 deterministic and stochastic (after ``torch.manual_seed(0)``), made with the code of the commit
 before the deprecated module aliases were removed (older zips name ``caasl_agent.policy``; they
-load through :data:`caasl_agent.serialization.RENAMED_MODULES`). A shipped zip re-saved, a rename
-that misses a class, or a change of the policy's arithmetic fails here.
+load through :data:`caasl_agent.serialization.RENAMED_MODULES`). The module moves of issue 24
+kept the actions bit-identical; the faster attention kernels of issue 30 (eade49e: the softmax's
+division after the value product) reorder float32 operations, which moves actions by at most
+1.2e-7, so actions must agree to :data:`ATOL`. A shipped zip re-saved, a rename that misses a
+class, or a change of the policy's arithmetic beyond rounding fails here.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import torch
 from caasl_agent.pretrained import available_policies, load_policy
 
 RECORDING = Path(__file__).parent / "data" / "shipped_policy_actions.npz"
+#: float32 rounding of reordered kernels (measured: 1.2e-7); a changed weight moves far more
+ATOL = 1e-6
 
 
 def _recorded() -> dict[str, dict[str, np.ndarray]]:
@@ -44,10 +48,10 @@ def test_shipped_policy_acts_as_recorded(name):
     policy = load_policy(name)
     obs = {"history": rec["history"], "mask": rec["mask"]}
     action, _ = policy.predict(obs, deterministic=True)
-    np.testing.assert_array_equal(action, rec["deterministic"])
+    np.testing.assert_allclose(action, rec["deterministic"], rtol=0, atol=ATOL)
     torch.manual_seed(0)
     action, _ = policy.predict(obs, deterministic=False)
-    np.testing.assert_array_equal(action, rec["stochastic"])
+    np.testing.assert_allclose(action, rec["stochastic"], rtol=0, atol=ATOL)
 
 
 def test_plain_loading_reads_a_zip_saved_under_renamed_modules():
@@ -61,4 +65,4 @@ def test_plain_loading_reads_a_zip_saved_under_renamed_modules():
     policy = CAASL.load(policy_path(name), device="cpu", trust_pickles=True)
     rec = RECORDED[name]
     action, _ = policy.predict({"history": rec["history"], "mask": rec["mask"]}, deterministic=True)
-    np.testing.assert_array_equal(action, rec["deterministic"])
+    np.testing.assert_allclose(action, rec["deterministic"], rtol=0, atol=ATOL)
