@@ -314,9 +314,10 @@ class ExactLinearGaussianPosterior(torch.nn.Module):
         return mean, torch.where(var > 1e-12, var.sqrt(), torch.ones_like(var))
 
     def edge_probs(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """``(B, n, d, 2)`` history (+ optional ``(B, n)`` bool mask) -> ``(B, d, d)`` ``p(i -> j | D)``."""
+        """``(B, n, d, 2)`` history (+ optional ``(B, n)`` bool mask) -> ``(B, d, d)`` ``p(i -> j | D)``
+        (clamped to ``[0, 1]``: the DP's sums can pass 1 by float rounding)."""
         probs, _ = self.posterior(x, mask)
-        return probs.to(x.dtype)
+        return probs.clamp(0.0, 1.0).to(x.dtype)
 
     def posterior(
         self, x: torch.Tensor, mask: torch.Tensor | None = None
