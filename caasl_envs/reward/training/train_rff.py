@@ -29,6 +29,7 @@ from caasl_envs.checks import check_float
 from caasl_envs.reward.training.data import CAASL_HELDOUT, DatasetSampler
 from caasl_envs.reward.training.options import add_options, option, read_options
 from caasl_envs.reward.training.train import (
+    LINEAR_DATA_OPTIONS,
     add_run_arguments,
     run_and_export,
     run_options,
@@ -152,18 +153,7 @@ RFF_TRAIN_OPTIONS = ("batch_size", "lr", "warmup_steps", "snapshots")
 #: :class:`ModelConfig` options of the RFF command line (no dropout).
 RFF_MODEL_OPTIONS = ("dim", "layers", "num_heads", "key_size")
 #: :class:`RFFDatasetSampler` options of the RFF command line.
-RFF_DATA_OPTIONS = (
-    "d_range",
-    "n_obs_range",
-    "n_int_range",
-    "p_obs_only",
-    "graphs",
-    "degrees",
-    "design_mix",
-    "noise_mix",
-    "mechanism_mix",
-    "intervention_mix",
-)
+RFF_DATA_OPTIONS = (*LINEAR_DATA_OPTIONS, "noise_mix", "mechanism_mix", "intervention_mix")
 
 
 def main(argv: list[str] | None = None) -> None:
