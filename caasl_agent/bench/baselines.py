@@ -22,6 +22,7 @@ import torch
 
 from caasl_agent.bench.agents import BASELINES, Baseline, register_baseline
 from caasl_agent.bench.eig import EIGAgent, EIGBatchAgent
+from caasl_envs.core import CausalDesignCore
 from caasl_envs.reward import RewardModel, load_reward_model
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "RandomZeroValueAgent",
     "RepeatedTargetAgent",
     "RoundRobinAgent",
+    "baseline_for",
     "make_baseline",
 ]
 
@@ -210,3 +212,14 @@ def make_baseline(
     if name in PLANNING_BASELINES:
         return BASELINES[name](reward_model, target_only=target_only, seed=seed, **(env or {}))
     return BASELINES[name](target_only=target_only, seed=seed)
+
+
+def baseline_for(name: str, core: CausalDesignCore, seed: int | None = 0) -> Baseline:
+    """The baseline ``name`` built for the environments of a
+    :class:`~caasl_envs.core.CausalDesignCore` as the harness builds it: their action layout and
+    reward model, and for the planners their ``value_scale`` and intervention kind."""
+    env = {
+        "value_scale": core.value_scale,
+        "intervention": getattr(core.prior, "intervention", "do"),
+    }
+    return make_baseline(name, core.target_only, seed, core.reward_model, env)

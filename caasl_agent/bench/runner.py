@@ -32,7 +32,7 @@ import torch
 
 from caasl_agent.bench.agents import BASELINES, IncompatibleAgentError
 from caasl_agent.bench.backends import Executor, InProcess, execute
-from caasl_agent.bench.baselines import make_baseline
+from caasl_agent.bench.baselines import baseline_for
 from caasl_agent.bench.loaders import agent_label, check_compatible, load_agent
 from caasl_agent.bench.reports import BenchmarkResults, RunRecord
 from caasl_agent.bench.suites import Setting, Suite, get_suite
@@ -212,11 +212,7 @@ def _prepare_agent(agent: Any, vec: CausalDesignVectorEnv, agent_seed: int) -> A
         core = vec.core
         # The uncertainty baseline asks for the posterior the environment has just computed.
         core.reward_model = LastCallCache(core.reward_model)
-        env = {
-            "value_scale": core.value_scale,
-            "intervention": getattr(core.prior, "intervention", "do"),
-        }
-        return make_baseline(agent, core.target_only, agent_seed, core.reward_model, env)
+        return baseline_for(agent, core, agent_seed)
     if agent == "caasl":  # the recommended policy of the family: SERGIO's, else the linear one
         family = "sergio" if vec.core.simulator.startswith("sergio") else "linear"
         agent = load_policy(recommended_policy(family))

@@ -179,14 +179,6 @@ def load_chunks(folder: Path, fingerprint: str | None = None) -> list[LabelChunk
     return [load_chunk(p, fingerprint) for p in sorted(Path(folder).glob("labels-*.npz"))]
 
 
-def _planner_env(vec: CausalDesignVectorEnv) -> dict[str, Any]:
-    core = vec.core
-    return {
-        "value_scale": core.value_scale,
-        "intervention": getattr(core.prior, "intervention", "do"),
-    }
-
-
 #: A teacher: a harness baseline's name, or ``(vec, seed) -> agent`` with SB3's ``predict``.
 Teacher = str | Callable[[CausalDesignVectorEnv, int], Any]
 
@@ -198,12 +190,11 @@ def teacher_name(teacher: Teacher) -> str:
 
 def make_teacher(teacher: Teacher, vec: CausalDesignVectorEnv, seed: int) -> Any:
     """The teacher built for ``vec``: a baseline name is built as the harness builds it."""
-    from caasl_agent.bench.baselines import make_baseline
+    from caasl_agent.bench.baselines import baseline_for
 
     if not isinstance(teacher, str):
         return teacher(vec, seed)
-    core = vec.core
-    return make_baseline(teacher, core.target_only, seed, core.reward_model, _planner_env(vec))
+    return baseline_for(teacher, vec.core, seed)
 
 
 def check_teacher(name: Teacher, settings: Sequence[LabelSetting]) -> None:
