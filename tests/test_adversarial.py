@@ -5,7 +5,6 @@ ran, and byte-identical earlier results prove that nothing was lost."""
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import pickle
@@ -13,10 +12,10 @@ import signal
 import subprocess
 import sys
 import time
-import zipfile
 from pathlib import Path
 
 import pytest
+from zip_payloads import zip_with_data
 
 import caasl_agent
 import caasl_agent.pretrained
@@ -38,21 +37,8 @@ def _global_call(module: str, name: str = "main") -> bytes:
 
 
 def _with_data(tmp_path: Path, name: str, **entries) -> Path:
-    """A copy of a shipped policy whose ``data`` entries are replaced by ``entries``
-    (bytes are pickles, stored as SB3 stores them)."""
-    path = tmp_path / name
-    with zipfile.ZipFile(SHIPPED) as source, zipfile.ZipFile(path, "w") as target:
-        for item in source.infolist():
-            content = source.read(item)
-            if item.filename == "data":
-                data = json.loads(content)
-                for key, value in entries.items():
-                    if isinstance(value, bytes):
-                        value = {":type:": "x", ":serialized:": base64.b64encode(value).decode()}
-                    data[key] = value
-                content = json.dumps(data).encode()
-            target.writestr(item, content)
-    return path
+    """A copy of a shipped policy whose ``data`` entries are replaced by ``entries``."""
+    return zip_with_data(SHIPPED, tmp_path / name, **entries)
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ sb3:), and the shipped policies and ordinary SB3 models still load."""
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import pickle
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import cloudpickle
 import pytest
+from zip_payloads import zip_with_data
 
 import caasl_agent
 import caasl_agent.pretrained
@@ -56,16 +56,7 @@ def _payloads(marker: Path) -> dict[str, bytes]:
 
 def _crafted(tmp_path: Path, key: str, payload: bytes, name: str = "crafted.zip") -> Path:
     """A copy of a shipped policy whose ``data`` entry ``key`` is ``payload``."""
-    path = tmp_path / name
-    with zipfile.ZipFile(SHIPPED) as source, zipfile.ZipFile(path, "w") as target:
-        for item in source.infolist():
-            content = source.read(item)
-            if item.filename == "data":
-                data = json.loads(content)
-                data[key] = {":type:": "x", ":serialized:": base64.b64encode(payload).decode()}
-                content = json.dumps(data).encode()
-            target.writestr(item, content)
-    return path
+    return zip_with_data(SHIPPED, tmp_path / name, **{key: payload})
 
 
 def test_shipped_policies_load_safely():
