@@ -98,9 +98,6 @@ class LabelChunk:
     executed: np.ndarray
     meta: dict[str, Any]
 
-    def __len__(self) -> int:
-        return int(self.targets.shape[0] * self.targets.shape[1])
-
 
 def run_fingerprint(settings: Sequence[LabelSetting], teacher: Teacher, seed: int) -> str:
     """A short hash of what fixes the labels: settings, teacher and seed."""
