@@ -5,7 +5,7 @@ actor of a preset (default ``paper``: docs/design.md §4, embed 32, 4 layer pair
 feed-forward 128) on histories of ``N = 60`` rows (n0 = 50 + budget 10), for d in
 {10, 20, 50} and batch 1 and 256. The weights do not matter for the latency; the observation
 is a random valid history (and a random edge-probability matrix for policies that read the
-belief channel, e.g. ``--preset imitation-linear``). Both wall-clock and process CPU time are reported: on a shared
+belief channel, e.g. ``--preset imitation-linear`` or ``imitation-cut``). Both wall-clock and process CPU time are reported: on a shared
 machine the wall clock also counts the time other processes hold the core.
 
     python benchmarks/bench_design_latency.py [--threads 1] [--repeats 20] [--preset cpu-quick]
@@ -36,7 +36,9 @@ def observation(batch: int, n_rows: int, d: int, rng: np.random.Generator) -> di
 
 
 def policy_for(d: int, n_rows: int, policy_kwargs: dict) -> CAASLPolicy:
-    reads_belief = bool(policy_kwargs.get("actor_encoder_kwargs", {}).get("belief_layers", 0))
+    reads_belief = policy_kwargs.get("target_head") == "cut" or bool(
+        policy_kwargs.get("actor_encoder_kwargs", {}).get("belief_layers", 0)
+    )
     obs_space = observation_space(n_rows, d, belief=reads_belief)
     action_space = spaces.Box(-1.0, 1.0, (2 * d,), np.float32)
     return CAASLPolicy(obs_space, action_space, lambda _: 1e-3, **policy_kwargs)

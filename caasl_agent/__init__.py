@@ -6,6 +6,7 @@ The agent-agnostic benchmark harness (baselines, suites, runner, reports) lives 
 """
 
 from caasl_agent.caasl import CAASL
+from caasl_agent.cut_head import CutEnergy
 from caasl_agent.policies import CAASLPolicy
 from caasl_agent.pretrained import available_policies, load_policy, policy_card
 from caasl_agent.torch_layers import CAASLEncoder, CAASLFeaturesExtractor
@@ -16,6 +17,7 @@ __all__ = [
     "CAASLEncoder",
     "CAASLFeaturesExtractor",
     "CAASLPolicy",
+    "CutEnergy",
     "__version__",
     "available_policies",
     "load_policy",

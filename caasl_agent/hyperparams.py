@@ -27,6 +27,7 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from caasl_agent.policies import TARGET_HEADS
 from caasl_envs.checks import check_float, check_int, resolve_device
 
 _TRAIN_FREQ_UNITS = ("step", "episode")
@@ -134,9 +135,12 @@ def _check_optional_dict(name: str, value: object) -> None:
 
 def _check_policy_kwargs(name: str, value: object) -> None:
     """The network sizes in ``policy_kwargs``: ``net_arch`` and the encoders' sizes ``>= 1``,
-    their dropout in ``[0, 1)``."""
+    their dropout in ``[0, 1)``, and ``target_head`` one of the actor's target heads."""
     _check_optional_dict(name, value)
     value = value or {}
+    head = value.get("target_head", "mlp")
+    if head not in TARGET_HEADS:
+        raise ValueError(f"{name}['target_head'] must be one of {TARGET_HEADS}, got {head!r}")
     net_arch = value.get("net_arch")
     if net_arch is not None:
         if not isinstance(net_arch, list | tuple):

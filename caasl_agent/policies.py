@@ -28,11 +28,22 @@ from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from stable_baselines3.sac.policies import SACPolicy
 from torch import nn
 
+from caasl_agent.cut_head import CutEnergy, alternating_signs
 from caasl_agent.torch_layers import CAASLEncoder
 from caasl_envs.histories import batched_belief, batched_observation, history_space_dims
 
 DEFAULT_ACTOR_ENCODER = dict(embed_dim=32, n_layers=4, n_heads=8, ff_dim=128, dropout=0.1)
 DEFAULT_CRITIC_ENCODER = dict(embed_dim=32, n_layers=4, n_heads=8, ff_dim=64, dropout=0.0)
+#: How the actor chooses targets: ``"mlp"``, each variable from its own embedding
+#: (:class:`EquivariantActor`, the paper's actor); ``"cut"``, :class:`CutActor`.
+TARGET_HEADS = ("mlp", "cut")
+#: :class:`CutActor`'s target means are its gains times this (see there).
+CUT_MEAN_SCALE = 1.0 / 1.7
+#: :class:`CutActor`'s value means are ``+-CUT_VALUE_MEAN`` (``tanh`` 0.995: the largest
+#: magnitude is the most informative; 0.96 instead costs ~0.3 expected correct entries) ...
+CUT_VALUE_MEAN = 3.0
+#: ... with this log-std (sampled values stay within 0.99 of the mean's sign).
+CUT_VALUE_LOG_STD = -3.0
 
 
 def action_entries_per_variable(observation_space: spaces.Space, action_space: spaces.Space) -> int:
@@ -64,7 +75,38 @@ def env_layout_actions(per_variable: torch.Tensor) -> torch.Tensor:
     return per_variable.transpose(1, 2).flatten(1)
 
 
-class EquivariantActor(BasePolicy):
+class SquashedGaussianActor(BasePolicy):
+    """Shared plumbing of the actors: a Tanh-Gaussian over the ``a * d`` action entries whose
+    mean and log-std (``(B, a * d)``, env layout, pre-tanh) come from
+    :meth:`get_action_dist_params`."""
+
+    entries: int
+
+    def __init__(self, observation_space: spaces.Dict, action_space: spaces.Box):
+        super().__init__(observation_space, action_space, squash_output=True)
+        self.entries = action_entries_per_variable(observation_space, action_space)
+        # the action size of the distribution is only used to build layers, which we do not use
+        self.action_dist = SquashedDiagGaussianDistribution(self.entries)
+
+    def get_action_dist_params(self, obs: PyTorchObs) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        raise NotImplementedError
+
+    def forward(self, obs: PyTorchObs, deterministic: bool = False) -> torch.Tensor:
+        mean, log_std, _ = self.get_action_dist_params(obs)
+        if deterministic:  # the distribution's mode, without building the distribution
+            return torch.tanh(mean)
+        return self.action_dist.actions_from_params(mean, log_std)
+
+    def action_log_prob(self, obs: PyTorchObs) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sampled actions ``(B, a * d)`` and their log-probabilities ``(B,)``."""
+        mean, log_std, _ = self.get_action_dist_params(obs)
+        return self.action_dist.log_prob_from_params(mean, log_std)
+
+    def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> torch.Tensor:
+        return self(observation, deterministic)
+
+
+class EquivariantActor(SquashedGaussianActor):
     """Tanh-Gaussian actor: encoder -> shared per-variable MLP -> mean and log-std of ``a`` entries.
 
     :param observation_space: causal-design Dict observation space (any d works at run time).
@@ -86,8 +128,7 @@ class EquivariantActor(BasePolicy):
         log_std_bounds: tuple[float, float] = (-20.0, 0.0),
         log_std_init: float = math.log(math.sqrt(1.0 / 3.0)),
     ):
-        super().__init__(observation_space, action_space, squash_output=True)
-        self.entries = action_entries_per_variable(observation_space, action_space)
+        super().__init__(observation_space, action_space)
         self.log_std_bounds = log_std_bounds
         self.encoder = CAASLEncoder(**encoder_kwargs)
         self.head = nn.Sequential(*create_mlp(self.encoder.embed_dim, -1, net_arch, activation_fn))
@@ -96,8 +137,6 @@ class EquivariantActor(BasePolicy):
         self.log_std = nn.Linear(width, self.entries)
         nn.init.zeros_(self.log_std.weight)
         nn.init.constant_(self.log_std.bias, log_std_init)
-        # the action size of the distribution is only used to build layers, which we do not use
-        self.action_dist = SquashedDiagGaussianDistribution(self.entries)
 
     def get_action_dist_params(self, obs: PyTorchObs) -> tuple[torch.Tensor, torch.Tensor, dict]:
         """Mean and clamped log-std, both ``(B, a * d)`` in env layout (pre-tanh)."""
@@ -105,17 +144,45 @@ class EquivariantActor(BasePolicy):
         log_std = self.log_std(latent).clamp(*self.log_std_bounds)
         return env_layout_actions(self.mu(latent)), env_layout_actions(log_std), {}
 
-    def forward(self, obs: PyTorchObs, deterministic: bool = False) -> torch.Tensor:
-        mean, log_std, _ = self.get_action_dist_params(obs)
-        return self.action_dist.actions_from_params(mean, log_std, deterministic=deterministic)
 
-    def action_log_prob(self, obs: PyTorchObs) -> tuple[torch.Tensor, torch.Tensor]:
-        """Sampled actions ``(B, a * d)`` and their log-probabilities ``(B,)``."""
-        mean, log_std, _ = self.get_action_dist_params(obs)
-        return self.action_dist.log_prob_from_params(mean, log_std)
+class CutActor(SquashedGaussianActor):
+    """Actor of the cut head (:mod:`caasl_agent.cut_head`): the target means are
+    :data:`CUT_MEAN_SCALE` times the mean-field gains of a :class:`CutEnergy` of the
+    observation's ``belief`` and history, with log-std 0, so that a sampled design flips
+    variable ``j`` with about the logistic probability ``sigmoid(-|g_j|)`` (probit slope
+    1.7); the values are ``+-tanh(CUT_VALUE_MEAN)`` (0.995), the sign alternating with each
+    intervention on the variable (:func:`~caasl_agent.cut_head.alternating_signs`), with
+    log-std :data:`CUT_VALUE_LOG_STD`. Only the energy is learned.
 
-    def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> torch.Tensor:
-        return self(observation, deterministic)
+    :param cut_kwargs: keyword arguments of :class:`CutEnergy`.
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Dict,
+        action_space: spaces.Box,
+        cut_kwargs: dict[str, Any] | None = None,
+    ):
+        super().__init__(observation_space, action_space)
+        self.cut = CutEnergy(**(cut_kwargs or {}))
+
+    def cut_energy(self, obs: PyTorchObs) -> tuple[torch.Tensor, torch.Tensor]:
+        """The pair weights ``(B, d, d)`` and unary terms ``(B, d)`` of the observation."""
+        if obs.get("belief") is None:
+            raise ValueError(
+                "the cut head reads the edge probabilities ('belief'): make the environment "
+                "with observe_belief=True"
+            )
+        return self.cut(obs["belief"], obs["history"], obs["mask"])
+
+    def get_action_dist_params(self, obs: PyTorchObs) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        """Mean and log-std, both ``(B, a * d)`` in env layout (pre-tanh)."""
+        gains = self.cut.decode(*self.cut_energy(obs))
+        mean, log_std = [CUT_MEAN_SCALE * gains], [torch.zeros_like(gains)]
+        if self.entries == 2:
+            mean.append(CUT_VALUE_MEAN * alternating_signs(obs["history"], obs["mask"]))
+            log_std.append(torch.full_like(gains, CUT_VALUE_LOG_STD))
+        return torch.cat(mean, 1), torch.cat(log_std, 1), {}
 
 
 class VariableQNetwork(nn.Module):
@@ -192,7 +259,8 @@ class EnsembleCritic(BaseModel):
 
 
 class CAASLPolicy(SACPolicy):
-    """SAC policy for causal design: :class:`EquivariantActor` and :class:`EnsembleCritic`.
+    """SAC policy for causal design: an actor (:class:`EquivariantActor` or
+    :class:`CutActor`) and :class:`EnsembleCritic`.
 
     Works on observations of any ``d`` (and any number of rows ``N``): :meth:`predict` accepts
     a Dict ``{"history": (N, d, 2) or (B, N, d, 2), "mask": (N,) or (B, N)}`` whatever the ``d``
@@ -211,13 +279,17 @@ class CAASLPolicy(SACPolicy):
         data, the default), ``"zscore"``, or ``"counts"`` for count data such as SERGIO
         (AVICI's log2-CPM, see :func:`caasl_agent.torch_layers.standardize_history`).
     :param log_std_bounds: clamp of the actor's log-std.
+    :param target_head: the actor, ``"mlp"`` (:class:`EquivariantActor`) or ``"cut"``
+        (:class:`CutActor`, which needs ``observe_belief=True`` environments and ignores
+        ``actor_encoder_kwargs``, ``net_arch`` and ``log_std_bounds``).
+    :param cut_kwargs: keyword arguments of :class:`~caasl_agent.cut_head.CutEnergy`.
     :param n_critics: size ``N`` of the critic ensemble.
     :param optimizer_class: optimizer of actor and critics.
     :param optimizer_kwargs: extra optimizer kwargs.
     :param use_sde: must be False (SB3 passes it to every SAC policy).
     """
 
-    actor: EquivariantActor
+    actor: SquashedGaussianActor
     critic: EnsembleCritic
     critic_target: EnsembleCritic
 
@@ -232,6 +304,8 @@ class CAASLPolicy(SACPolicy):
         critic_encoder_kwargs: dict[str, Any] | None = None,
         standardization: str = "none",
         log_std_bounds: tuple[float, float] = (-20.0, 0.0),
+        target_head: str = "mlp",
+        cut_kwargs: dict[str, Any] | None = None,
         n_critics: int = 2,
         optimizer_class: type[torch.optim.Optimizer] = torch.optim.Adam,
         optimizer_kwargs: dict[str, Any] | None = None,
@@ -239,6 +313,8 @@ class CAASLPolicy(SACPolicy):
     ):
         if use_sde:
             raise ValueError("CAASLPolicy does not support gSDE (use_sde=True)")
+        if target_head not in TARGET_HEADS:
+            raise ValueError(f"target_head must be one of {TARGET_HEADS}, got {target_head!r}")
         # SACPolicy.__init__ builds flat-MLP kwargs; only the BasePolicy part is wanted here.
         BasePolicy.__init__(
             self,
@@ -255,6 +331,8 @@ class CAASLPolicy(SACPolicy):
         self.critic_encoder_kwargs = dict(critic_encoder_kwargs or {})
         self.standardization = standardization
         self.log_std_bounds = tuple(log_std_bounds)
+        self.target_head = target_head
+        self.cut_kwargs = dict(cut_kwargs or {})
         self.n_critics = n_critics
         self.share_features_extractor = False
         self._build(lr_schedule)
@@ -270,7 +348,10 @@ class CAASLPolicy(SACPolicy):
             self.activation_fn,
         )
 
-    def make_actor(self, features_extractor=None) -> EquivariantActor:
+    def make_actor(self, features_extractor=None) -> SquashedGaussianActor:
+        if self.target_head == "cut":
+            actor = CutActor(self.observation_space, self.action_space, self.cut_kwargs)
+            return actor.to(self.device)
         args = self._network_args(DEFAULT_ACTOR_ENCODER, self.actor_encoder_kwargs)
         return EquivariantActor(*args, self.log_std_bounds).to(self.device)
 
@@ -289,6 +370,8 @@ class CAASLPolicy(SACPolicy):
             critic_encoder_kwargs=self.critic_encoder_kwargs,
             standardization=self.standardization,
             log_std_bounds=self.log_std_bounds,
+            target_head=self.target_head,
+            cut_kwargs=self.cut_kwargs,
             n_critics=self.n_critics,
             optimizer_class=self.optimizer_class,
             optimizer_kwargs=self.optimizer_kwargs,

@@ -29,6 +29,7 @@ AVICI_LINEAR = [n for n in available_reward_models() if n.startswith("avici-line
 BEATS_RANDOM = {
     "caasl-linear-exact-v0": (LINEAR, "exact-linear-gaussian"),
     "caasl-linear-imitation-v0": (LINEAR, "exact-linear-scm"),
+    "caasl-linear-cut-v0": (LINEAR, "exact-linear-scm"),
     "caasl-sergio-perturbseq-cpu-v0": ("caasl/SERGIOPerturbSeq-v0", "avici-sergio-perturbseq-v0"),
 }
 #: held-out envs per policy where 32 are too few for its margin (+0.5 of 90 entries, SD ~1.2)

@@ -21,13 +21,21 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from caasl_agent.cut_head import pseudo_likelihood_loss
 from caasl_agent.imitation.labels import LabelChunk
-from caasl_agent.policies import per_variable_actions
+from caasl_agent.policies import CutActor, per_variable_actions
 
 if TYPE_CHECKING:  # annotations only: CAASL imports this module for its imitation term
     from caasl_agent.caasl import CAASL
 
-__all__ = ["VALUE_CLIP", "LabelDataset", "fit_actor", "imitation_loss", "squashed_values"]
+__all__ = [
+    "VALUE_CLIP",
+    "LabelDataset",
+    "fit_actor",
+    "imitation_loss",
+    "squashed_values",
+    "value_magnitude_loss",
+]
 
 #: Teacher values are clipped to ``[-VALUE_CLIP, VALUE_CLIP]`` before ``atanh`` (the squashed
 #: action space has no finite preimage of ``+-1``).
@@ -98,17 +106,28 @@ def squashed_values(values: torch.Tensor) -> torch.Tensor:
     return torch.atanh(values.clamp(-VALUE_CLIP, VALUE_CLIP))
 
 
+def value_magnitude_loss(
+    value_mean: torch.Tensor, targets: torch.Tensor, values: torch.Tensor
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Squared error of the pre-tanh value means' *magnitude* ``|value_mean| (B, d)`` against
+    that of :func:`squashed_values` of the teacher's ``values (B, d)``, on the teacher's
+    ``targets (B, d)`` only. The sign is left free: the EIG planners pick ``+1`` and ``-1``
+    equally often (49.5 % each, 0 in 0.9 % of ``eig-batch``'s targets in the
+    ``imitation-linear`` labels) since the linear-Gaussian prior is symmetric, so a loss on
+    the signed value would pull every value to 0, the least informative choice."""
+    y = targets.to(value_mean.dtype)
+    weight = y / y.sum().clamp(min=1.0)
+    target = squashed_values(values.to(value_mean.dtype)).abs()
+    mse = (weight * (value_mean.abs() - target) ** 2).sum()
+    return mse, {"value_mse": mse.item()}
+
+
 def imitation_loss(
     mean: torch.Tensor, targets: torch.Tensor, values: torch.Tensor | None
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Imitation loss of pre-tanh means ``mean (B, d, a)`` against the teacher's ``targets
     (B, d)`` bool and ``values (B, d)`` (``a = 1``: targets only, ``values`` ignored): a
-    logistic loss on ``target_j > 0`` for every variable plus, on the teacher's targets only,
-    the squared error of the value mean's *magnitude* against that of
-    :func:`squashed_values`. The sign is left free: the EIG planners pick ``+1`` and ``-1``
-    equally often (49.5 % each, 0 in 0.9 % of ``eig-batch``'s targets in the
-    ``imitation-linear`` labels) since the linear-Gaussian prior is symmetric, so a loss on
-    the signed value would pull every value to 0, the least informative choice.
+    logistic loss on ``target_j > 0`` for every variable plus :func:`value_magnitude_loss`.
 
     Returns the loss and its parts (``target_bce``, ``target_accuracy``, ``value_mse``)."""
     logits = mean[..., 0]
@@ -120,25 +139,28 @@ def imitation_loss(
     }
     if mean.shape[-1] == 1 or values is None:
         return bce, parts
-    weight = y / y.sum().clamp(min=1.0)
-    target = squashed_values(values.to(mean.dtype)).abs()
-    mse = (weight * (mean[..., 1].abs() - target) ** 2).sum()
-    parts["value_mse"] = mse.item()
-    return bce + mse, parts
+    mse, value_parts = value_magnitude_loss(mean[..., 1], targets, values)
+    return bce + mse, parts | value_parts
 
 
 def actor_imitation_loss(
     model: CAASL, batch: dict[str, torch.Tensor], log_std_target: float | None = None
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """:func:`imitation_loss` of ``model``'s actor on a :meth:`LabelDataset.sample` batch,
-    plus ``(log_std - log_std_target)^2`` averaged when a target is given."""
+    """The imitation loss of ``model``'s actor on a :meth:`LabelDataset.sample` batch: for the
+    MLP actor :func:`imitation_loss` plus ``(log_std - log_std_target)^2`` averaged when a
+    target is given; for :class:`~caasl_agent.policies.CutActor` the pseudo-likelihood of the
+    teacher's target sets (:func:`~caasl_agent.cut_head.pseudo_likelihood_loss`; its values
+    and log-stds are fixed)."""
     device = model.device
     obs = {k: batch[k].to(device) for k in ("history", "mask", "belief")}
-    mean, log_std, _ = model.actor.get_action_dist_params(obs)
-    d = batch["targets"].shape[1]
-    loss, parts = imitation_loss(
-        per_variable_actions(mean, d), batch["targets"].to(device), batch["values"].to(device)
-    )
+    actor = model.actor
+    targets, values = batch["targets"].to(device), batch["values"].to(device)
+    if isinstance(actor, CutActor):  # only the energy is learned
+        return pseudo_likelihood_loss(*actor.cut_energy(obs), targets)
+    mean, log_std, _ = actor.get_action_dist_params(obs)
+    d = targets.shape[1]
+    mean, log_std = per_variable_actions(mean, d), per_variable_actions(log_std, d)
+    loss, parts = imitation_loss(mean, targets, values)
     if log_std_target is not None:
         pull = ((log_std - log_std_target) ** 2).mean()
         parts["log_std_pull"] = pull.item()
@@ -158,10 +180,11 @@ def fit_actor(
     eval_every: int = 500,
     progress: bool = True,
 ) -> list[dict[str, float]]:
-    """Fit ``model``'s actor to ``dataset`` for ``steps`` Adam steps; every ``eval_every``
-    steps (and at the end) ``evaluate(model)`` scores the policy (higher is better) and the
-    best weights are kept in the model at the end. Returns the learning curve: one row per
-    evaluation (``step``, ``cpu_seconds``, ``validation`` and the loss parts)."""
+    """Fit ``model``'s actor to ``dataset`` for ``steps`` Adam steps; before the first step,
+    every ``eval_every`` steps and at the end ``evaluate(model)`` scores the policy (higher is
+    better) and the best weights, the starting ones included, are kept in the model at the
+    end. Returns the learning curve: one row per evaluation (``step``, ``cpu_seconds``,
+    ``validation`` and the running loss parts)."""
     from tqdm.auto import tqdm
 
     rng = np.random.default_rng(seed)
@@ -171,6 +194,18 @@ def fit_actor(
     best, best_state = -np.inf, None
     start = time.process_time()
     running: dict[str, float] = {}
+
+    def checkpoint(step: int) -> None:
+        nonlocal best, best_state
+        actor.set_training_mode(False)
+        score = float(evaluate(model))
+        row = {"step": step, "cpu_seconds": time.process_time() - start, "validation": score}
+        curve.append(row | running)
+        if score > best:
+            best, best_state = score, copy.deepcopy(actor.state_dict())
+
+    if evaluate is not None:
+        checkpoint(0)
     for step in tqdm(range(1, steps + 1), desc="imitation", disable=not progress):
         actor.set_training_mode(True)
         loss, parts = actor_imitation_loss(model, dataset.sample(batch_size, rng), log_std_target)
@@ -179,14 +214,7 @@ def fit_actor(
         optimizer.step()
         running = {k: 0.98 * running.get(k, v) + 0.02 * v for k, v in parts.items()}
         if evaluate is not None and (step % eval_every == 0 or step == steps):
-            actor.set_training_mode(False)
-            score = float(evaluate(model))
-            curve.append(
-                {"step": step, "cpu_seconds": time.process_time() - start, "validation": score}
-                | running
-            )
-            if score > best:
-                best, best_state = score, copy.deepcopy(actor.state_dict())
+            checkpoint(step)
     if best_state is not None:
         actor.load_state_dict(best_state)
     actor.set_training_mode(False)

@@ -41,11 +41,11 @@ def policy_card(name: str) -> str:
 
 
 #: The recommended shipped policy of each simulator family: what ``load_policy()`` (no name)
-#: and ``caasl bench --agents caasl`` use. Linear: ``caasl-linear-exact-v0`` (the paper's
-#: recipe); ``caasl-linear-imitation-v0`` (imitation of ``eig-batch``, then RL) is level with it
-#: or up to 0.5 below on the linear suite and needs the belief channel, so it does not replace
-#: it (BENCHMARKS.md, "Imitating the planner").
-RECOMMENDED = {"linear": "caasl-linear-exact-v0", "sergio": "caasl-sergio-perturbseq-cpu-v0"}
+#: and ``caasl bench --agents caasl`` use. Linear: ``caasl-linear-cut-v0`` (the cut actor,
+#: 2.0-2.8 expected correct entries ahead of ``caasl-linear-exact-v0``, the paper's recipe, on
+#: every linear setting with d <= 12; it needs the belief channel, which the harness turns on;
+#: BENCHMARKS.md, "Imitating the planner").
+RECOMMENDED = {"linear": "caasl-linear-cut-v0", "sergio": "caasl-sergio-perturbseq-cpu-v0"}
 
 
 def recommended_policy(simulator: str = "linear") -> str:

@@ -1,0 +1,124 @@
+"""The cut target head: its energy, gains, decoding, equivariance and imitation."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from test_imitation import TINY, assert_reproduces_toy_teacher
+
+from caasl_agent import CAASL
+from caasl_agent.cut_head import CutEnergy, alternating_signs, edge_counts, pseudo_likelihood_loss
+from caasl_agent.hyperparams import check_hyperparameters
+from caasl_envs.sb3 import SB3VecEnvAdapter
+from caasl_envs.vector import CausalDesignVectorEnv
+
+
+def _energy_of(weights, unary, member):
+    """``F(S)`` by its definition: sum over j in S, k not in S of W_jk, plus sum_j in S u_j."""
+    return (member[:, :, None] * weights * (1 - member)[:, None, :]).sum((1, 2)) + (
+        member * unary
+    ).sum(1)
+
+
+def _random_inputs(b=3, n=9, d=5, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    belief = torch.rand(b, d, d, generator=g) * (1 - torch.eye(d))
+    history = torch.randn(b, n, d, 2, generator=g)
+    history[..., 1] = (torch.rand(b, n, d, generator=g) < 0.3).float()
+    mask = torch.ones(b, n)
+    mask[0, -2:] = 0
+    return belief, history, mask
+
+
+def test_edge_counts_count_rows_with_j_targeted_and_k_not():
+    history = torch.zeros(1, 4, 3, 2)
+    history[0, 0, :, 1] = torch.tensor([1.0, 0.0, 0.0])
+    history[0, 1, :, 1] = torch.tensor([1.0, 1.0, 0.0])
+    history[0, 2, :, 1] = torch.tensor([0.0, 0.0, 1.0])
+    history[0, 3, :, 1] = torch.tensor([1.0, 0.0, 0.0])  # masked out
+    n = edge_counts(history, torch.tensor([[1.0, 1.0, 1.0, 0.0]]))
+    expected = torch.tensor([[[0.0, 1.0, 2.0], [0.0, 0.0, 1.0], [1.0, 1.0, 0.0]]])
+    torch.testing.assert_close(n, expected)
+    # values alternate with each intervention on a variable: x0 twice, x1 and x2 once
+    signs = alternating_signs(history, torch.tensor([[1.0, 1.0, 1.0, 0.0]]))
+    torch.testing.assert_close(signs, torch.tensor([[1.0, -1.0, -1.0]]))
+
+
+def test_untrained_head_is_the_hand_rule_and_gains_are_energy_differences():
+    belief, history, mask = _random_inputs()
+    energy = CutEnergy(discount=2.0, sharpness=3.0)
+    weights, unary = energy(belief, history, mask)
+    p = belief.clamp(1e-12, 1 - 1e-12)
+    entropy = -(p * p.log() + (1 - p) * (1 - p).log()) * (1 - torch.eye(5))
+    rule = 3.0 * entropy / (1 + 2.0 * edge_counts(history, mask))
+    torch.testing.assert_close(weights, rule, atol=1e-5, rtol=1e-5)
+    assert torch.count_nonzero(unary) == 0
+    unary = torch.randn(3, 5)
+    for bits in itertools.islice(itertools.product([0.0, 1.0], repeat=5), 0, 32, 5):
+        member = torch.tensor(bits).expand(3, 5)
+        gains = CutEnergy.gains(weights, unary, member)
+        for j in range(5):
+            plus, minus = member.clone(), member.clone()
+            plus[:, j], minus[:, j] = 1.0, 0.0
+            diff = _energy_of(weights, unary, plus) - _energy_of(weights, unary, minus)
+            torch.testing.assert_close(gains[:, j], diff, atol=1e-5, rtol=1e-5)
+
+
+def test_gains_and_decoding_are_permutation_equivariant():
+    torch.manual_seed(0)
+    energy = CutEnergy()
+    for module in (energy.phi, energy.unary):
+        torch.nn.init.normal_(module[-1].weight)  # a trained-looking head
+    belief, history, mask = _random_inputs()
+    perm = torch.tensor([3, 0, 4, 1, 2])
+    gains = energy.decode(*energy(belief, history, mask))
+    permuted = energy.decode(*energy(belief[:, perm][:, :, perm], history[:, :, perm], mask))
+    torch.testing.assert_close(permuted, gains[:, perm], atol=1e-5, rtol=1e-5)
+    assert energy.decode(*energy(belief.flip(0), history, mask)).ne(gains).any()
+
+
+def test_pseudo_likelihood_prefers_the_sets_the_energy_favours():
+    belief, history, mask = _random_inputs()
+    weights, unary = CutEnergy()(belief, history, mask)
+    decoded = CutEnergy.gains(weights, unary, torch.full((3, 5), 0.5)) > 0
+    good, _ = pseudo_likelihood_loss(weights, unary, decoded)
+    bad, _ = pseudo_likelihood_loss(weights, unary, ~decoded)
+    assert good < bad
+
+
+def _cut_model(**policy):
+    vec = CausalDesignVectorEnv(2, **TINY, observe_belief=True)
+    encoder = {"embed_dim": 8, "n_layers": 1, "n_heads": 2, "ff_dim": 16, "dropout": 0.0}
+    kwargs = {
+        "net_arch": [16],
+        "actor_encoder_kwargs": encoder,
+        "critic_encoder_kwargs": encoder,
+        "target_head": "cut",
+        **policy,
+    }
+    return CAASL(
+        SB3VecEnvAdapter(vec), batch_size=8, learning_starts=4, seed=0, policy_kwargs=kwargs
+    )
+
+
+def test_toy_teacher_is_reproduced_exactly_by_the_cut_head(tmp_path):
+    model = _cut_model()
+    obs = assert_reproduces_toy_teacher(model, tmp_path, learning_rate=1e-2)
+    action, _ = model.predict(obs, deterministic=True)
+    model.save(tmp_path / "cut")
+    loaded = CAASL.load(tmp_path / "cut", device="cpu")
+    again, _ = loaded.predict(obs, deterministic=True)
+    np.testing.assert_array_equal(again, action)
+
+
+def test_cut_head_needs_the_belief_and_a_known_name():
+    model = _cut_model()
+    history, mask = np.zeros((1, 8, 4, 2), np.float32), np.ones((1, 8), np.float32)
+    with pytest.raises(ValueError, match="observe_belief=True"):
+        model.predict({"history": history, "mask": mask})
+    with pytest.raises(ValueError, match="target_head"):
+        check_hyperparameters({"policy_kwargs": {"target_head": "greedy"}})
+    model.learn(12)  # SAC's losses run through the decoded gains
