@@ -258,7 +258,8 @@ class Draws:
     parents: torch.Tensor
     noise: torch.Tensor
 
-    def __getitem__(self, part: slice) -> Draws:
+    def __getitem__(self, part: slice | torch.Tensor) -> Draws:
+        """The draws of the environments ``part`` (a slice or an index tensor)."""
         return Draws(self.order[part], self.parents[part], self.noise[part])
 
 
@@ -479,6 +480,16 @@ class _Plan:
     mean: torch.Tensor  # (B, d) standardisation of the raw values
     std: torch.Tensor
 
+    def subset(self, envs: torch.Tensor) -> _Plan:
+        """The plan of the environments ``envs`` (an index tensor) only."""
+        return _Plan(
+            self.agent,
+            self.tables.map(lambda t: t[envs], members=False),
+            self.draws[envs],
+            self.mean[envs],
+            self.std[envs],
+        )
+
     def eig(self, targets: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """EIG estimates ``(B, C)`` of designs ``targets (B, C, d)`` bool with action values
         ``actions (B, C, d)`` in ``[-1, 1]``, in blocks of environments."""
@@ -509,7 +520,8 @@ class EIGBatchAgent(EIGAgent):
     """Greedy conditional batch design: starting from the observational design, repeatedly
     add the target (and value) that most increases the joint EIG of the experiment, and stop
     when no addition increases it (same estimator and draws as :class:`EIGAgent`; the chosen
-    experiment may have no target at all)."""
+    experiment may have no target at all). Each round scores only the environments still
+    adding targets (the others' rows stay ``-inf``, so the tie-breaking draws are the same)."""
 
     def choose(self, history, mask, state, episode_start, deterministic):
         plan = self.plan(history, mask)
@@ -525,7 +537,10 @@ class EIGBatchAgent(EIGAgent):
         for _ in range(d):
             targets = chosen[:, None, :] | add[None]
             values = np.where(add[None], add_value[None, :, None], actions[:, None, :])
-            eig = plan.eig(torch.as_tensor(targets), torch.as_tensor(values)).numpy()
+            envs = np.flatnonzero(active)
+            part = plan if active.all() else plan.subset(torch.as_tensor(envs))
+            eig = np.full(targets.shape[:2], -np.inf)
+            eig[envs] = part.eig(torch.as_tensor(targets[envs]), torch.as_tensor(values[envs]))
             eig = np.where((chosen[:, None, :] & add[None]).any(-1), -np.inf, eig)
             best = self.tie_break(eig)
             gain = eig[np.arange(b), best]
