@@ -151,13 +151,20 @@ class CutEnergy(nn.Module):
         return weights.sum(2) + unary, weights + weights.transpose(1, 2)
 
     def decode(self, weights: torch.Tensor, unary: torch.Tensor) -> torch.Tensor:
-        """Damped mean-field from ``q = 1/2``: the gains ``(B, d)`` at its fixed point."""
+        """Damped mean-field from ``q = 1/2``: the gains ``(B, d)`` at the mean of its last
+        two iterates. Where the iteration converges that is its fixed point; where the
+        coupling is strong and flat (many uncertain edges of similar weight: observational
+        histories, a blurry belief, large d) the cut's synchronous updates swing between
+        (almost) every variable and (almost) none, and the mean of the two phases is the
+        middle, where ``g_j`` is about ``(sum_k W_jk - sum_i W_ij) / 2``: the variables whose
+        outgoing edges are more uncertain than their incoming ones."""
         base, coupling = self._linear_form(weights, unary)
         member = torch.full_like(unary, 0.5)[..., None]
+        previous = member
         for _ in range(DECODE_ITERATIONS):
             step = torch.sigmoid(base[..., None] - coupling @ member)
-            member = DECODE_DAMPING * member + (1.0 - DECODE_DAMPING) * step
-        return base - (coupling @ member)[..., 0]
+            previous, member = member, DECODE_DAMPING * member + (1.0 - DECODE_DAMPING) * step
+        return base - (coupling @ (0.5 * (member + previous)))[..., 0]
 
 
 def pseudo_likelihood_loss(

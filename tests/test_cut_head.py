@@ -122,3 +122,21 @@ def test_cut_head_needs_the_belief_and_a_known_name():
     with pytest.raises(ValueError, match="target_head"):
         check_hyperparameters({"policy_kwargs": {"target_head": "greedy"}})
     model.learn(12)  # SAC's losses run through the decoded gains
+
+
+def test_decoding_a_strong_flat_coupling_does_not_swing_to_all_or_nothing(monkeypatch):
+    """Many uncertain edges of similar weight (an observational history read through a blurry
+    belief at d = 20) make the synchronous updates swing between every variable and none; the
+    decoded design is neither, and does not depend on the parity of the iteration count."""
+    import caasl_agent.cut_head as cut_head
+
+    d = 20
+    p = 0.2 + 0.1 * torch.rand(4, d, d, generator=torch.Generator().manual_seed(0))
+    weights = -10 * (p * p.log() + (1 - p) * (1 - p).log()) * (1 - torch.eye(d))
+    designs = []
+    for iterations in (30, 31):
+        monkeypatch.setattr(cut_head, "DECODE_ITERATIONS", iterations)
+        designs.append(CutEnergy().decode(weights, torch.zeros(4, d)) > 0)
+    assert torch.equal(designs[0], designs[1])
+    sizes = designs[0].sum(1)
+    assert ((sizes >= d // 4) & (sizes <= 3 * d // 4)).all(), sizes
