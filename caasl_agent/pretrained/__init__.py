@@ -42,7 +42,7 @@ def policy_card(name: str) -> str:
 
 #: The recommended shipped policy of each simulator family: what ``load_policy()`` (no name)
 #: and ``caasl bench --agents caasl`` use. Linear: ``caasl-linear-cut-v0`` (the cut actor,
-#: 2.0-2.8 expected correct entries ahead of ``caasl-linear-exact-v0``, the paper's recipe, on
+#: 1.9-2.9 expected correct entries ahead of ``caasl-linear-exact-v0``, the paper's recipe, on
 #: every linear setting with d <= 12; it needs the belief channel, which the harness turns on;
 #: BENCHMARKS.md, "Imitating the planner").
 RECOMMENDED = {"linear": "caasl-linear-cut-v0", "sergio": "caasl-sergio-perturbseq-cpu-v0"}
