@@ -54,6 +54,11 @@ CUT_NODE_FEATURES = 6
 #: Mean-field iterations of :meth:`CutEnergy.decode` and their damping.
 DECODE_ITERATIONS = 30
 DECODE_DAMPING = 0.5
+#: Breaks exact ties between variables with each variable's own data (``TIE_BREAK`` times the
+#: sign of the sum of its valid values): a flat belief (``constant-prior``) and no intervention
+#: yet make every gain exactly 0, and a deterministic design would then intervene on nothing,
+#: forever. Far below the gains any informative belief gives.
+TIE_BREAK = 1e-5
 
 
 def targeted_rows(history: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -131,8 +136,10 @@ class CutEnergy(nn.Module):
             [p.sum(2), p.sum(1), h.sum(2), h.sum(1), interventions.log1p(), interventions / rows],
             -1,
         )
+        data = (history[..., 0] * (mask > 0).to(p.dtype)[..., None]).sum(1)
+        unary = self.unary(node)[..., 0] + TIE_BREAK * torch.sign(data)
         sharpness = self.log_sharpness.exp()
-        return sharpness * weights, sharpness * self.unary(node)[..., 0]
+        return sharpness * weights, sharpness * unary
 
     @staticmethod
     def gains(weights: torch.Tensor, unary: torch.Tensor, member: torch.Tensor) -> torch.Tensor:
