@@ -29,7 +29,8 @@ tensor algebra, for any ``d``, and permuting the variables permutes the gains.
 * **Acting**: mean-field decoding from ``q = 1/2`` (:meth:`CutEnergy.decode`) gives each
   variable's gain given the others' (soft) membership; the actor's target means are these
   gains, so the deterministic design is the mean-field cut and a sampled design flips the
-  variables whose gain is near 0.
+  variables whose gain is near 0. Exact ties (a flat belief) are broken by each variable's
+  own data (:data:`TIE_BREAK`).
 """
 
 from __future__ import annotations
