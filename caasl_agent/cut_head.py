@@ -43,6 +43,7 @@ __all__ = [
     "CUT_PAIR_FEATURES",
     "CutEnergy",
     "alternating_signs",
+    "bernoulli_entropy",
     "edge_counts",
     "pseudo_likelihood_loss",
 ]
@@ -86,7 +87,8 @@ def alternating_signs(history: torch.Tensor, mask: torch.Tensor) -> torch.Tensor
     return 1.0 - 2.0 * (targeted_rows(history, mask).sum(1) % 2)
 
 
-def _entropy(p: torch.Tensor) -> torch.Tensor:
+def bernoulli_entropy(p: torch.Tensor) -> torch.Tensor:
+    """Elementwise entropy (nats) of Bernoulli(p), in ``p``'s dtype; 0 at p in {0, 1}."""
     p = p.clamp(0.0, 1.0)
     return -(torch.special.xlogy(p, p) + torch.special.xlogy(1 - p, 1 - p))
 
@@ -124,7 +126,7 @@ class CutEnergy(nn.Module):
         d)`` (zero diagonal) and ``lambda u (B, d)``."""
         d = belief.shape[-1]
         p = belief.to(history.dtype)
-        h = _entropy(p)
+        h = bernoulli_entropy(p)
         n = edge_counts(history, mask)
         pair = torch.stack(
             [p, p.transpose(1, 2), h, h.transpose(1, 2), n.log1p(), n.transpose(1, 2).log1p()], -1

@@ -30,7 +30,12 @@ from torch import nn
 
 from caasl_agent.cut_head import CutEnergy, alternating_signs
 from caasl_agent.torch_layers import CAASLEncoder
-from caasl_envs.histories import batched_belief, batched_observation, history_space_dims
+from caasl_envs.histories import (
+    batched_belief,
+    batched_observation,
+    history_space_dims,
+    required_belief,
+)
 
 DEFAULT_ACTOR_ENCODER = dict(embed_dim=32, n_layers=4, n_heads=8, ff_dim=128, dropout=0.1)
 DEFAULT_CRITIC_ENCODER = dict(embed_dim=32, n_layers=4, n_heads=8, ff_dim=64, dropout=0.0)
@@ -168,12 +173,8 @@ class CutActor(SquashedGaussianActor):
 
     def cut_energy(self, obs: PyTorchObs) -> tuple[torch.Tensor, torch.Tensor]:
         """The pair weights ``(B, d, d)`` and unary terms ``(B, d)`` of the observation."""
-        if obs.get("belief") is None:
-            raise ValueError(
-                "the cut head reads the edge probabilities ('belief'): make the environment "
-                "with observe_belief=True"
-            )
-        return self.cut(obs["belief"], obs["history"], obs["mask"])
+        belief = required_belief(obs.get("belief"), "the cut head")
+        return self.cut(belief, obs["history"], obs["mask"])
 
     def get_action_dist_params(self, obs: PyTorchObs) -> tuple[torch.Tensor, torch.Tensor, dict]:
         """Mean and log-std, both ``(B, a * d)`` in env layout (pre-tanh)."""

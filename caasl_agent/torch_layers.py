@@ -26,7 +26,7 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
 from caasl_envs import inference  # the kernels AVICI shares; no reward model
-from caasl_envs.histories import check_history, history_space_dims
+from caasl_envs.histories import check_history, history_space_dims, required_belief
 
 Standardization = Literal["none", "zscore", "counts"]
 STANDARDIZATIONS = ("none", "zscore", "counts")
@@ -278,11 +278,7 @@ class CAASLEncoder(nn.Module):
         z = self._pooled(history, mask)
         if not self.belief_layers:
             return z
-        if belief is None:
-            raise ValueError(
-                "this encoder reads the edge probabilities ('belief'): make the environment "
-                "with observe_belief=True"
-            )
+        belief = required_belief(belief, "this encoder")
         node, pair = belief_features(belief.to(z.dtype))
         z = z + self.belief_embedding(node)
         for block in self.belief_blocks:

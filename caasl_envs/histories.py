@@ -113,6 +113,17 @@ def observation_space(n: int, d: int, belief: bool = False) -> spaces.Dict:
     return spaces.Dict(entries)
 
 
+def required_belief(belief: Any, reader: str) -> Any:
+    """``belief`` itself; ``ValueError`` naming ``reader`` when it is None (the environment
+    was made without ``observe_belief=True``)."""
+    if belief is None:
+        raise ValueError(
+            f"{reader} reads the edge probabilities ('belief'): make the environment with "
+            "observe_belief=True"
+        )
+    return belief
+
+
 def has_belief(space: spaces.Space) -> bool:
     """Whether a causal-design observation space carries the ``belief`` entry."""
     return isinstance(space, spaces.Dict) and "belief" in space.spaces

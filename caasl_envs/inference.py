@@ -215,7 +215,7 @@ def inference_chunks(b: int, n: int, d: int) -> list[slice]:
 
 
 _SHORT_SEQUENCE = 16
-"""Up to this many keys the exact softmax of the inference path (:func:`_softmax_`) is written
+"""Up to this many keys the exact softmax of the inference path (:func:`_exp_scores_`) is written
 out (max, subtract, exp, sum, divide, all in place): ``Tensor.softmax`` is slow on CPU on rows
 this short."""
 
@@ -350,27 +350,16 @@ _TINY_SUM = 1e-25
 underflow (below ``1.2e-38``) weigh less than ``T * 1e-13`` of the sum."""
 
 
-def _softmax_(
-    scores: torch.Tensor,
-    row: torch.Tensor,
-    recompute: Callable[[], torch.Tensor],
-    keep: torch.Tensor | None,
-) -> None:
-    """Softmax over the last axis of ``scores (N, T, T)``, in place, over the keys where
-    ``keep (B, 1, 1, T)`` is 1 (0: masked; ``N`` a multiple of ``B``; None: all keys);
-    ``row (N, T, 1)`` is scratch, ``recompute()`` fills ``scores`` again
-    (:func:`_exp_scores_`, then the division by the row sums)."""
-    if _exp_scores_(scores, row, recompute, keep):
-        scores.mul_(row.reciprocal_())
-
-
 def _exp_scores_(
     scores: torch.Tensor,
     row: torch.Tensor,
     recompute: Callable[[], torch.Tensor],
     keep: torch.Tensor | None,
 ) -> bool:
-    """The softmax of :func:`_softmax_` but for its last step: ``True`` when ``scores`` holds
+    """Softmax over the last axis of ``scores (N, T, T)``, in place, over the keys where
+    ``keep (B, 1, 1, T)`` is 1 (0: masked; ``N`` a multiple of ``B``; None: all keys), but for
+    its last step; ``row (N, T, 1)`` is scratch, ``recompute()`` fills ``scores`` again.
+    ``True`` when ``scores`` holds
     ``exp(score)`` (0 on masked keys) and ``row`` their row sums, so that the caller divides
     (where it is cheapest); ``False`` when ``scores`` holds the softmax itself (the fallback).
 

@@ -341,7 +341,7 @@ def test_inference_cache_follows_parameter_updates():
 def test_softmax_in_place(case):
     """The inference softmax against ``torch.softmax``: its fast path (no maximum) and both
     fallbacks (a score above the exp limit; rows whose exponentials underflow)."""
-    from caasl_envs.inference import _softmax_
+    from caasl_envs.inference import _exp_scores_
 
     gen = torch.Generator().manual_seed(0)
     for t in (10, 60):
@@ -367,7 +367,9 @@ def test_softmax_in_place(case):
             calls.append(1)
             return scores.copy_(raw)
 
-        _softmax_(scores, torch.empty(6, t, 1), recompute, keep)
+        row = torch.empty(6, t, 1)
+        if _exp_scores_(scores, row, recompute, keep):  # the caller's division by the row sums
+            scores.mul_(row.reciprocal_())
         torch.testing.assert_close(scores, expected, atol=1e-6, rtol=1e-5)
         # the fast path sees the overflow ("large") or underflow in the row sums, then recomputes
         assert len(calls) == (case in ("large", "tiny-rows"))

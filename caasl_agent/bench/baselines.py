@@ -22,6 +22,7 @@ import torch
 
 from caasl_agent.bench.agents import BASELINES, Baseline, register_baseline
 from caasl_agent.bench.eig import EIGAgent, EIGBatchAgent
+from caasl_agent.cut_head import bernoulli_entropy
 from caasl_envs.core import CausalDesignCore
 from caasl_envs.reward import RewardModel, load_reward_model
 
@@ -110,12 +111,6 @@ class RoundRobinAgent(Baseline):
         return one_hot(current, d), self.rng.uniform(-1.0, 1.0, (b, d)), (current + 1) % d
 
 
-def bernoulli_entropy(p: torch.Tensor) -> torch.Tensor:
-    """Elementwise entropy (nats) of Bernoulli(p); 0 at p in {0, 1}."""
-    p = p.double().clamp(0.0, 1.0)
-    return -(torch.special.xlogy(p, p) + torch.special.xlogy(1 - p, 1 - p))
-
-
 class PosteriorUncertaintyAgent(Baseline):
     """Intervene on the variable whose incident edges are most uncertain.
 
@@ -160,7 +155,7 @@ class PosteriorUncertaintyAgent(Baseline):
     def choose(self, history, mask, state, episode_start, deterministic):
         b, d = history.shape[0], history.shape[2]
         probs = self.edge_probs(history, mask)
-        entropy = bernoulli_entropy(probs)
+        entropy = bernoulli_entropy(probs.double())
         off = ~torch.eye(d, dtype=torch.bool, device=entropy.device)
         entropy = entropy * off
         score = (entropy.sum(1) + entropy.sum(2)).cpu().numpy()  # (B, d): in + out edges

@@ -34,7 +34,6 @@ __all__ = [
     "fit_actor",
     "imitation_loss",
     "squashed_values",
-    "value_magnitude_loss",
 ]
 
 #: Teacher values are clipped to ``[-VALUE_CLIP, VALUE_CLIP]`` before ``atanh`` (the squashed
@@ -106,28 +105,17 @@ def squashed_values(values: torch.Tensor) -> torch.Tensor:
     return torch.atanh(values.clamp(-VALUE_CLIP, VALUE_CLIP))
 
 
-def value_magnitude_loss(
-    value_mean: torch.Tensor, targets: torch.Tensor, values: torch.Tensor
-) -> tuple[torch.Tensor, dict[str, float]]:
-    """Squared error of the pre-tanh value means' *magnitude* ``|value_mean| (B, d)`` against
-    that of :func:`squashed_values` of the teacher's ``values (B, d)``, on the teacher's
-    ``targets (B, d)`` only. The sign is left free: the EIG planners pick ``+1`` and ``-1``
-    equally often (49.5 % each, 0 in 0.9 % of ``eig-batch``'s targets in the
-    ``imitation-linear`` labels) since the linear-Gaussian prior is symmetric, so a loss on
-    the signed value would pull every value to 0, the least informative choice."""
-    y = targets.to(value_mean.dtype)
-    weight = y / y.sum().clamp(min=1.0)
-    target = squashed_values(values.to(value_mean.dtype)).abs()
-    mse = (weight * (value_mean.abs() - target) ** 2).sum()
-    return mse, {"value_mse": mse.item()}
-
-
 def imitation_loss(
     mean: torch.Tensor, targets: torch.Tensor, values: torch.Tensor | None
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Imitation loss of pre-tanh means ``mean (B, d, a)`` against the teacher's ``targets
     (B, d)`` bool and ``values (B, d)`` (``a = 1``: targets only, ``values`` ignored): a
-    logistic loss on ``target_j > 0`` for every variable plus :func:`value_magnitude_loss`.
+    logistic loss on ``target_j > 0`` for every variable plus, on the teacher's targets only,
+    the squared error of the value mean's *magnitude* against that of
+    :func:`squashed_values`. The sign is left free: the EIG planners pick ``+1`` and ``-1``
+    equally often (49.5 % each, 0 in 0.9 % of ``eig-batch``'s targets in the
+    ``imitation-linear`` labels) since the linear-Gaussian prior is symmetric, so a loss on
+    the signed value would pull every value to 0, the least informative choice.
 
     Returns the loss and its parts (``target_bce``, ``target_accuracy``, ``value_mse``)."""
     logits = mean[..., 0]
@@ -139,8 +127,11 @@ def imitation_loss(
     }
     if mean.shape[-1] == 1 or values is None:
         return bce, parts
-    mse, value_parts = value_magnitude_loss(mean[..., 1], targets, values)
-    return bce + mse, parts | value_parts
+    weight = y / y.sum().clamp(min=1.0)
+    target = squashed_values(values.to(mean.dtype)).abs()
+    mse = (weight * (mean[..., 1].abs() - target) ** 2).sum()
+    parts["value_mse"] = mse.item()
+    return bce + mse, parts
 
 
 def actor_imitation_loss(
