@@ -31,6 +31,10 @@ tensor algebra, for any ``d``, and permuting the variables permutes the gains.
   gains, so the deterministic design is the mean-field cut and a sampled design flips the
   variables whose gain is near 0. Exact ties (a flat belief) are broken by each variable's
   own data (:data:`TIE_BREAK`).
+* **Values**: every target gets ``+-1``; the sign either alternates with each intervention on
+  the variable (:func:`alternating_signs`) or makes the targets' values jointly atypical of
+  the data, positively correlated targets getting opposite signs (:func:`atypical_signs`,
+  which closes most of the remaining gap to ``eig-batch``).
 """
 
 from __future__ import annotations
@@ -38,11 +42,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from caasl_envs.inference import standardize_real
+
 __all__ = [
     "CUT_NODE_FEATURES",
     "CUT_PAIR_FEATURES",
     "CutEnergy",
     "alternating_signs",
+    "atypical_signs",
     "bernoulli_entropy",
     "edge_counts",
     "pseudo_likelihood_loss",
@@ -56,6 +63,8 @@ CUT_NODE_FEATURES = 6
 #: Mean-field iterations of :meth:`CutEnergy.decode` and their damping.
 DECODE_ITERATIONS = 30
 DECODE_DAMPING = 0.5
+#: Coordinate-descent sweeps of :func:`atypical_signs`.
+ATYPICAL_SWEEPS = 3
 #: Breaks exact ties between variables with each variable's own data (``TIE_BREAK`` times the
 #: sign of the sum of its valid values): a flat belief (``constant-prior``) and no intervention
 #: yet make every gain exactly 0, and a deterministic design would then intervene on nothing,
@@ -85,6 +94,69 @@ def alternating_signs(history: torch.Tensor, mask: torch.Tensor) -> torch.Tensor
     entries with do-interventions, +0.22 [-0.28, 0.73] with shifts), while one fixed sign for
     every value costs 1.25 [0.46, 2.04]."""
     return 1.0 - 2.0 * (targeted_rows(history, mask).sum(1) % 2)
+
+
+def data_correlation(history: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``(B, d, d)`` Pearson correlations of the variables over the valid rows of ``history
+    (B, N, d, 2)`` (``mask (B, N)``), interventional rows included."""
+    valid = mask > 0
+    z = standardize_real(history[..., 0], valid)
+    count = valid.sum(1).clamp(min=1).to(z.dtype)
+    corr = z.transpose(1, 2) @ z / count[:, None, None]
+    return 0.5 * (corr + corr.transpose(1, 2))  # exactly symmetric, whatever the summation order
+
+
+def _coupling_order(key: torch.Tensor, history: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``(B, d)`` the variables by decreasing ``key (B, d)``, exact ties (a pair of targets has
+    the same ``|C_ij|``) by decreasing sum of the variable's valid values, so that the order
+    does not depend on the variables' labels."""
+    data = (history[..., 0] * (mask > 0).to(history.dtype)[..., None]).sum(1)
+    by_data = data.argsort(dim=1, descending=True, stable=True)
+    by_key = key.gather(1, by_data).argsort(dim=1, descending=True, stable=True)
+    return by_data.gather(1, by_key)
+
+
+def atypical_signs(
+    history: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor, start: torch.Tensor
+) -> torch.Tensor:
+    """Signs ``(B, d)`` of the targets' values that make them jointly atypical of the data:
+    ``v`` in ``{-1, +1}`` minimising ``sum_{i != j, both targets} C_ij v_i v_j``, ``C`` the
+    :func:`data_correlation` of the history, so that positively correlated targets get
+    opposite signs and negatively correlated ones the same sign (a configuration the system
+    rarely shows on its own, whose outcome tells more about the edges around it).
+
+    :data:`ATYPICAL_SWEEPS` sweeps of coordinate descent (each update can only lower the
+    objective), from ``start (B, d)`` (e.g. :func:`alternating_signs`), visiting the variables
+    of each environment from the most to the least coupled (``sum_j |C_ij|`` over the
+    targets; ties by the variable's data), so that relabelling the variables relabels the
+    signs, and stopping early at a sweep that changes nothing; a variable whose field is
+    exactly 0, and every non-target (``targets (B, d)`` bool), keeps its start sign. ``O(d^2)``
+    per sweep, batched over environments.
+
+    On validation environments (60, bench seed 10000, exact belief) it raised the cut policy
+    from 72.72 to 73.90 expected correct entries in distribution (``eig-batch`` 73.57) and from
+    109.06 to 110.94 at d = 12 (``eig-batch`` 110.37); ``eig-batch``'s own target sets with
+    alternating signs instead of its chosen values lose 1.7-2.7 there, and its chosen value
+    pairs are of opposite sign for 75 % of the most correlated target pairs."""
+    d = history.shape[2]
+    member = targets.to(history.dtype)
+    off = 1.0 - torch.eye(d, dtype=history.dtype, device=history.device)
+    coupling = data_correlation(history, mask) * off * member[:, :, None] * member[:, None, :]
+    key = coupling.abs().sum(2)
+    order = _coupling_order(key, history, mask)  # (B, d): position -> variable
+    coupled = int((key > 0).sum(1).max())  # the rest (non-targets, isolated targets) keep start
+    opposed = -coupling.gather(1, order[:, :coupled, None].expand(-1, -1, d))
+    opposed = opposed.gather(2, order[:, None, :].expand(-1, coupled, -1))  # (B, m, d) ordered
+    start = start.gather(1, order)
+    signs = start.clone()
+    for _ in range(ATYPICAL_SWEEPS):
+        before = signs.clone()
+        for p in range(coupled):  # a zero field (no coupling) gives 0, restored to start below
+            signs[:, p] = torch.sign((opposed[:, p] * signs).sum(1))
+        if torch.equal(signs, before):
+            break
+    signs = torch.where(signs == 0, start, signs)
+    return torch.empty_like(signs).scatter_(1, order, signs)
 
 
 def bernoulli_entropy(p: torch.Tensor) -> torch.Tensor:
@@ -170,10 +242,12 @@ class CutEnergy(nn.Module):
         outgoing edges are more uncertain than their incoming ones."""
         base, coupling = self._linear_form(weights, unary)
         member = torch.full_like(unary, 0.5)[..., None]
-        previous = member
+        previous, column = member, base[..., None]
         for _ in range(DECODE_ITERATIONS):
-            step = torch.sigmoid(base[..., None] - coupling @ member)
-            previous, member = member, DECODE_DAMPING * member + (1.0 - DECODE_DAMPING) * step
+            step = torch.sigmoid(column - coupling @ member)
+            previous, member = member, torch.add(
+                DECODE_DAMPING * member, step, alpha=1.0 - DECODE_DAMPING
+            )
         return base - (coupling @ (0.5 * (member + previous)))[..., 0]
 
 

@@ -28,7 +28,7 @@ from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from stable_baselines3.sac.policies import SACPolicy
 from torch import nn
 
-from caasl_agent.cut_head import CutEnergy, alternating_signs
+from caasl_agent.cut_head import CutEnergy, alternating_signs, atypical_signs
 from caasl_agent.torch_layers import CAASLEncoder
 from caasl_envs.histories import (
     batched_belief,
@@ -42,6 +42,8 @@ DEFAULT_CRITIC_ENCODER = dict(embed_dim=32, n_layers=4, n_heads=8, ff_dim=64, dr
 #: How the actor chooses targets: ``"mlp"``, each variable from its own embedding
 #: (:class:`EquivariantActor`, the paper's actor); ``"cut"``, :class:`CutActor`.
 TARGET_HEADS = ("mlp", "cut")
+#: How :class:`CutActor` signs its values.
+VALUE_SIGNS = ("alternating", "atypical")
 #: :class:`CutActor`'s target means are its gains times this (see there).
 CUT_MEAN_SCALE = 1.0 / 1.7
 #: :class:`CutActor`'s value means are ``+-CUT_VALUE_MEAN`` (``tanh`` 0.995: the largest
@@ -156,10 +158,14 @@ class CutActor(SquashedGaussianActor):
     observation's ``belief`` and history, with log-std 0, so that a sampled design flips
     variable ``j`` with about the logistic probability ``sigmoid(-|g_j|)`` (probit slope
     1.7); the values are ``+-tanh(CUT_VALUE_MEAN)`` (0.995), the sign alternating with each
-    intervention on the variable (:func:`~caasl_agent.cut_head.alternating_signs`), with
-    log-std :data:`CUT_VALUE_LOG_STD`. Only the energy is learned.
+    intervention on the variable (:func:`~caasl_agent.cut_head.alternating_signs`) or, with
+    ``value_signs="atypical"``, chosen from there so that the values of the deterministic
+    target set (positive gains) are jointly atypical of the data
+    (:func:`~caasl_agent.cut_head.atypical_signs`), with log-std :data:`CUT_VALUE_LOG_STD`.
+    Only the energy is learned.
 
     :param cut_kwargs: keyword arguments of :class:`CutEnergy`.
+    :param value_signs: one of :data:`VALUE_SIGNS`.
     """
 
     def __init__(
@@ -167,9 +173,13 @@ class CutActor(SquashedGaussianActor):
         observation_space: spaces.Dict,
         action_space: spaces.Box,
         cut_kwargs: dict[str, Any] | None = None,
+        value_signs: str = "alternating",
     ):
         super().__init__(observation_space, action_space)
+        if value_signs not in VALUE_SIGNS:
+            raise ValueError(f"value_signs must be one of {VALUE_SIGNS}, got {value_signs!r}")
         self.cut = CutEnergy(**(cut_kwargs or {}))
+        self.value_signs = value_signs
 
     def cut_energy(self, obs: PyTorchObs) -> tuple[torch.Tensor, torch.Tensor]:
         """The pair weights ``(B, d, d)`` and unary terms ``(B, d)`` of the observation."""
@@ -181,9 +191,16 @@ class CutActor(SquashedGaussianActor):
         gains = self.cut.decode(*self.cut_energy(obs))
         mean, log_std = [CUT_MEAN_SCALE * gains], [torch.zeros_like(gains)]
         if self.entries == 2:
-            mean.append(CUT_VALUE_MEAN * alternating_signs(obs["history"], obs["mask"]))
+            mean.append(CUT_VALUE_MEAN * self.signs(obs, gains > 0))
             log_std.append(torch.full_like(gains, CUT_VALUE_LOG_STD))
         return torch.cat(mean, 1), torch.cat(log_std, 1), {}
+
+    def signs(self, obs: PyTorchObs, targets: torch.Tensor) -> torch.Tensor:
+        """The values' signs ``(B, d)`` for the target set ``targets (B, d)`` bool."""
+        signs = alternating_signs(obs["history"], obs["mask"])
+        if self.value_signs == "atypical":
+            signs = atypical_signs(obs["history"], obs["mask"], targets, signs)
+        return signs
 
 
 class VariableQNetwork(nn.Module):
@@ -284,6 +301,7 @@ class CAASLPolicy(SACPolicy):
         (:class:`CutActor`, which needs ``observe_belief=True`` environments and ignores
         ``actor_encoder_kwargs``, ``net_arch`` and ``log_std_bounds``).
     :param cut_kwargs: keyword arguments of :class:`~caasl_agent.cut_head.CutEnergy`.
+    :param value_signs: how :class:`CutActor` signs its values, one of :data:`VALUE_SIGNS`.
     :param n_critics: size ``N`` of the critic ensemble.
     :param optimizer_class: optimizer of actor and critics.
     :param optimizer_kwargs: extra optimizer kwargs.
@@ -307,6 +325,7 @@ class CAASLPolicy(SACPolicy):
         log_std_bounds: tuple[float, float] = (-20.0, 0.0),
         target_head: str = "mlp",
         cut_kwargs: dict[str, Any] | None = None,
+        value_signs: str = "alternating",
         n_critics: int = 2,
         optimizer_class: type[torch.optim.Optimizer] = torch.optim.Adam,
         optimizer_kwargs: dict[str, Any] | None = None,
@@ -316,6 +335,13 @@ class CAASLPolicy(SACPolicy):
             raise ValueError("CAASLPolicy does not support gSDE (use_sde=True)")
         if target_head not in TARGET_HEADS:
             raise ValueError(f"target_head must be one of {TARGET_HEADS}, got {target_head!r}")
+        if value_signs not in VALUE_SIGNS or (
+            target_head != "cut" and value_signs != "alternating"
+        ):
+            raise ValueError(
+                f"value_signs must be one of {VALUE_SIGNS} (other than 'alternating' only with "
+                f"target_head='cut'), got {value_signs!r}"
+            )
         # SACPolicy.__init__ builds flat-MLP kwargs; only the BasePolicy part is wanted here.
         BasePolicy.__init__(
             self,
@@ -334,6 +360,7 @@ class CAASLPolicy(SACPolicy):
         self.log_std_bounds = tuple(log_std_bounds)
         self.target_head = target_head
         self.cut_kwargs = dict(cut_kwargs or {})
+        self.value_signs = value_signs
         self.n_critics = n_critics
         self.share_features_extractor = False
         self._build(lr_schedule)
@@ -351,7 +378,9 @@ class CAASLPolicy(SACPolicy):
 
     def make_actor(self, features_extractor=None) -> SquashedGaussianActor:
         if self.target_head == "cut":
-            actor = CutActor(self.observation_space, self.action_space, self.cut_kwargs)
+            actor = CutActor(
+                self.observation_space, self.action_space, self.cut_kwargs, self.value_signs
+            )
             return actor.to(self.device)
         args = self._network_args(DEFAULT_ACTOR_ENCODER, self.actor_encoder_kwargs)
         return EquivariantActor(*args, self.log_std_bounds).to(self.device)
@@ -373,6 +402,7 @@ class CAASLPolicy(SACPolicy):
             log_std_bounds=self.log_std_bounds,
             target_head=self.target_head,
             cut_kwargs=self.cut_kwargs,
+            value_signs=self.value_signs,
             n_critics=self.n_critics,
             optimizer_class=self.optimizer_class,
             optimizer_kwargs=self.optimizer_kwargs,

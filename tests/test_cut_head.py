@@ -11,7 +11,14 @@ from test_imitation import TINY, assert_reproduces_toy_teacher
 
 import caasl_agent.cut_head as cut_head
 from caasl_agent import CAASL
-from caasl_agent.cut_head import CutEnergy, alternating_signs, edge_counts, pseudo_likelihood_loss
+from caasl_agent.cut_head import (
+    CutEnergy,
+    alternating_signs,
+    atypical_signs,
+    data_correlation,
+    edge_counts,
+    pseudo_likelihood_loss,
+)
 from caasl_agent.hyperparams import check_hyperparameters
 from caasl_envs.sb3 import SB3VecEnvAdapter
 from caasl_envs.vector import CausalDesignVectorEnv
@@ -152,3 +159,62 @@ def test_a_flat_belief_still_gets_a_design():
     action, _ = model.predict(obs, deterministic=True)
     sizes = (action[:, :4] > 0).sum(1)
     assert 0 < sizes.mean() < 4
+
+
+def _correlated_history(b=32, n=60, d=6, seed=0):
+    """Valid rows of ``b`` random linear mixings (strong correlations of both signs)."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(b, n, d, generator=g) @ torch.randn(b, d, d, generator=g)
+    history = torch.zeros(b, n, d, 2)
+    history[..., 0] = x
+    history[:, -5:, 0, 1] = 1.0  # a few interventional rows
+    return history, torch.ones(b, n)
+
+
+def _sign_objective(corr, targets, signs):
+    """``sum_{i != j, both targets} C_ij v_i v_j``."""
+    member = (targets.float() * signs)[:, :, None] * (targets.float() * signs)[:, None, :]
+    return (corr * member * (1 - torch.eye(corr.shape[-1]))).sum((1, 2))
+
+
+def test_atypical_signs_oppose_correlated_targets_and_keep_the_rest():
+    history, mask = _correlated_history(b=1, d=4)
+    z = torch.randn(2, 60, generator=torch.Generator().manual_seed(1))
+    history[0, :, :, 0] = torch.stack([z[0], z[0] + 0.1, z[1], -z[1]], -1)  # 0 ~ 1, 2 ~ -3
+    start = torch.ones(1, 4)
+    signs = atypical_signs(history, mask, torch.tensor([[True, True, True, False]]), start)
+    assert signs[0, 0] * signs[0, 1] == -1 and signs[0, 3] == 1  # the non-target keeps +1
+    signs = atypical_signs(history, mask, torch.ones(1, 4, dtype=torch.bool), start)
+    assert signs[0, 0] * signs[0, 1] == -1 and signs[0, 2] * signs[0, 3] == 1
+
+
+def test_atypical_signs_never_raise_the_objective_and_are_equivariant():
+    history, mask = _correlated_history()
+    g = torch.Generator().manual_seed(2)
+    targets = torch.rand(32, 6, generator=g) < 0.6
+    start = torch.where(torch.rand(32, 6, generator=g) < 0.5, -1.0, 1.0)
+    signs = atypical_signs(history, mask, targets, start)
+    corr = data_correlation(history, mask)
+    before, after = _sign_objective(corr, targets, start), _sign_objective(corr, targets, signs)
+    assert (after <= before + 1e-6).all() and (after < before - 1e-6).any()
+    assert torch.equal(signs[~targets], start[~targets])
+    perm = torch.tensor([3, 0, 5, 1, 4, 2])
+    permuted = atypical_signs(history[:, :, perm], mask, targets[:, perm], start[:, perm])
+    assert torch.equal(permuted, signs[:, perm])
+
+
+def test_cut_actor_signs_its_values_as_asked():
+    vec = CausalDesignVectorEnv(8, **TINY, observe_belief=True)
+    obs, _ = vec.reset(seed=0)
+    history, mask = torch.as_tensor(obs["history"]), torch.as_tensor(obs["mask"])
+    for rule in ("alternating", "atypical"):
+        action, _ = _cut_model(value_signs=rule).predict(obs, deterministic=True)
+        targets = torch.as_tensor(action[:, :4] > 0)
+        expected = alternating_signs(history, mask)
+        if rule == "atypical":
+            expected = atypical_signs(history, mask, targets, expected)
+        np.testing.assert_array_equal(np.sign(action[:, 4:]), expected.numpy())
+    with pytest.raises(ValueError, match="value_signs"):
+        _cut_model(value_signs="random")
+    with pytest.raises(ValueError, match="value_signs"):
+        _cut_model(target_head="mlp", value_signs="atypical")
