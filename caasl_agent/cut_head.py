@@ -245,8 +245,9 @@ class CutEnergy(nn.Module):
         previous, column = member, base[..., None]
         for _ in range(DECODE_ITERATIONS):
             step = torch.sigmoid(column - coupling @ member)
-            previous, member = member, torch.add(
-                DECODE_DAMPING * member, step, alpha=1.0 - DECODE_DAMPING
+            previous, member = (
+                member,
+                torch.add(DECODE_DAMPING * member, step, alpha=1.0 - DECODE_DAMPING),
             )
         return base - (coupling @ (0.5 * (member + previous)))[..., 0]
 
