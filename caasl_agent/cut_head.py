@@ -51,6 +51,7 @@ __all__ = [
     "alternating_signs",
     "atypical_signs",
     "bernoulli_entropy",
+    "data_correlation",
     "edge_counts",
     "pseudo_likelihood_loss",
 ]
@@ -78,10 +79,14 @@ def targeted_rows(history: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return ((history[..., 1] > 0) & (mask > 0)[..., None]).to(history.dtype)
 
 
-def edge_counts(history: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def edge_counts(
+    history: torch.Tensor, mask: torch.Tensor, targeted: torch.Tensor | None = None
+) -> torch.Tensor:
     """``history (B, N, d, 2)``, ``mask (B, N)`` -> ``n (B, d, d)``: the number of valid rows
-    in which ``j`` was a target and ``k`` was not."""
-    targeted = targeted_rows(history, mask)
+    in which ``j`` was a target and ``k`` was not (``targeted``: :func:`targeted_rows`, if the
+    caller has it already)."""
+    if targeted is None:
+        targeted = targeted_rows(history, mask)
     observed = (mask > 0).to(history.dtype)[..., None] - targeted
     return targeted.transpose(1, 2) @ observed
 
@@ -199,14 +204,15 @@ class CutEnergy(nn.Module):
         d = belief.shape[-1]
         p = belief.to(history.dtype)
         h = bernoulli_entropy(p)
-        n = edge_counts(history, mask)
+        targeted = targeted_rows(history, mask)
+        n = edge_counts(history, mask, targeted)
         pair = torch.stack(
             [p, p.transpose(1, 2), h, h.transpose(1, 2), n.log1p(), n.transpose(1, 2).log1p()], -1
         )
         off = 1.0 - torch.eye(d, dtype=p.dtype, device=p.device)
         weights = h / (1.0 + self.log_discount.exp() * n) * self.phi(pair)[..., 0].exp() * off
         rows = (mask > 0).sum(1, keepdim=True).clamp(min=1).to(p.dtype)
-        interventions = targeted_rows(history, mask).sum(1)
+        interventions = targeted.sum(1)
         node = torch.stack(
             [p.sum(2), p.sum(1), h.sum(2), h.sum(1), interventions.log1p(), interventions / rows],
             -1,
