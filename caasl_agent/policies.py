@@ -335,12 +335,9 @@ class CAASLPolicy(SACPolicy):
             raise ValueError("CAASLPolicy does not support gSDE (use_sde=True)")
         if target_head not in TARGET_HEADS:
             raise ValueError(f"target_head must be one of {TARGET_HEADS}, got {target_head!r}")
-        if value_signs not in VALUE_SIGNS or (
-            target_head != "cut" and value_signs != "alternating"
-        ):
+        if target_head != "cut" and value_signs != "alternating":
             raise ValueError(
-                f"value_signs must be one of {VALUE_SIGNS} (other than 'alternating' only with "
-                f"target_head='cut'), got {value_signs!r}"
+                f"value_signs other than 'alternating' needs target_head='cut', got {value_signs!r}"
             )
         # SACPolicy.__init__ builds flat-MLP kwargs; only the BasePolicy part is wanted here.
         BasePolicy.__init__(
