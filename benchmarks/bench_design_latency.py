@@ -6,7 +6,9 @@ feed-forward 128) on histories of ``N = 60`` rows (n0 = 50 + budget 10), for d i
 {10, 20, 50} and batch 1 and 256. The weights do not matter for the latency; the observation
 is a random valid history (and a random edge-probability matrix for policies that read the
 belief channel, e.g. ``--preset imitation-linear`` or ``imitation-cut``). Both wall-clock and process CPU time are reported: on a shared
-machine the wall clock also counts the time other processes hold the core.
+machine the wall clock also counts the time other processes hold the core. Several presets
+(``--preset A B``) are timed side by side, their calls alternating, so that a ratio is measured
+under the same load.
 
     python benchmarks/bench_design_latency.py [--threads 1] [--repeats 20] [--preset cpu-quick]
 """
@@ -44,6 +46,13 @@ def policy_for(d: int, n_rows: int, policy_kwargs: dict) -> CAASLPolicy:
     return CAASLPolicy(obs_space, action_space, lambda _: 1e-3, **policy_kwargs)
 
 
+def time_predict(policy: CAASLPolicy, obs: dict[str, np.ndarray]) -> tuple[float, float]:
+    """Wall-clock and process CPU seconds of one deterministic ``predict``."""
+    start_wall, start_cpu = time.perf_counter(), time.process_time()
+    policy.predict(obs, deterministic=True)
+    return time.perf_counter() - start_wall, time.process_time() - start_cpu
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1)
@@ -51,30 +60,37 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=60)
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 256])
     parser.add_argument("--dims", type=int, nargs="+", default=[10, 20, 50])
-    parser.add_argument("--preset", default="paper", help="actor size of this preset (caasl train)")
+    parser.add_argument(
+        "--preset", nargs="+", default=["paper"], help="actor of these presets (caasl train)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
-    # one policy for every d: nothing depends on d
-    policy = policy_for(10, args.rows, load_config(args.preset)["policy_kwargs"])
+    # one policy per preset for every d: nothing depends on d
+    policies = [policy_for(10, args.rows, load_config(p)["policy_kwargs"]) for p in args.preset]
     print(
         f"torch {torch.__version__}, {args.threads} thread(s), N={args.rows} rows, "
-        f"actor of preset {args.preset!r}, median of {args.repeats}"
+        f"median of {args.repeats} (calls of the presets alternating)"
     )
-    print(f"{'d':>4} {'batch':>6} {'wall ms':>10} {'CPU ms':>10} {'CPU ms/design':>14}")
+    print(
+        f"{'preset':>24} {'d':>4} {'batch':>6} {'wall ms':>10} {'CPU ms':>10} {'CPU ms/design':>14}"
+    )
     for d in args.dims:
         for batch in args.batches:
             obs = observation(batch, args.rows, d, rng)
-            policy.predict(obs, deterministic=True)  # warm-up
-            wall, cpu = [], []
+            for policy in policies:
+                policy.predict(obs, deterministic=True)  # warm-up
+            times = [[] for _ in policies]
             for _ in range(args.repeats if batch == 1 else max(args.repeats // 4, 3)):
-                start_wall, start_cpu = time.perf_counter(), time.process_time()
-                policy.predict(obs, deterministic=True)
-                wall.append(time.perf_counter() - start_wall)
-                cpu.append(time.process_time() - start_cpu)
-            ms_wall, ms_cpu = 1e3 * float(np.median(wall)), 1e3 * float(np.median(cpu))
-            print(f"{d:>4} {batch:>6} {ms_wall:>10.2f} {ms_cpu:>10.2f} {ms_cpu / batch:>14.3f}")
+                for policy, own in zip(policies, times):
+                    own.append(time_predict(policy, obs))
+            for preset, own in zip(args.preset, times):
+                ms_wall, ms_cpu = 1e3 * np.median(np.asarray(own), axis=0)
+                print(
+                    f"{preset:>24} {d:>4} {batch:>6} {ms_wall:>10.2f} {ms_cpu:>10.2f} "
+                    f"{ms_cpu / batch:>14.3f}"
+                )
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from stable_baselines3.sac.policies import SACPolicy
 from torch import nn
 
-from caasl_agent.cut_head import CutEnergy, alternating_signs, atypical_signs
+from caasl_agent.cut_head import CutEnergy, alternating_signs, atypical_signs, valid_sums
 from caasl_agent.torch_layers import CAASLEncoder
 from caasl_envs.histories import (
     batched_belief,
@@ -42,12 +42,14 @@ DEFAULT_CRITIC_ENCODER = dict(embed_dim=32, n_layers=4, n_heads=8, ff_dim=64, dr
 #: How the actor chooses targets: ``"mlp"``, each variable from its own embedding
 #: (:class:`EquivariantActor`, the paper's actor); ``"cut"``, :class:`CutActor`.
 TARGET_HEADS = ("mlp", "cut")
-#: How :class:`CutActor` signs its values.
-VALUE_SIGNS = ("alternating", "atypical")
+#: How :class:`CutActor` signs its values: alternating per variable, or
+#: :func:`~caasl_agent.cut_head.atypical_signs` by correlation or by Mahalanobis distance.
+VALUE_SIGNS = ("alternating", "atypical", "mahalanobis")
 #: :class:`CutActor`'s target means are its gains times this (see there).
 CUT_MEAN_SCALE = 1.0 / 1.7
-#: :class:`CutActor`'s value means are ``+-CUT_VALUE_MEAN`` (``tanh`` 0.995: the largest
-#: magnitude is the most informative; 0.96 instead costs ~0.3 expected correct entries) ...
+#: :class:`CutActor`'s value means are ``+-CUT_VALUE_MEAN`` by default (``tanh`` 0.995: the
+#: largest magnitude is the most informative; 0.96 instead costs ~0.3 expected correct
+#: entries; ``value_mean=10`` gives 1.0 in float32) ...
 CUT_VALUE_MEAN = 3.0
 #: ... with this log-std (sampled values stay within 0.99 of the mean's sign).
 CUT_VALUE_LOG_STD = -3.0
@@ -161,11 +163,12 @@ class CutActor(SquashedGaussianActor):
     intervention on the variable (:func:`~caasl_agent.cut_head.alternating_signs`) or, with
     ``value_signs="atypical"``, chosen from there so that the values of the deterministic
     target set (positive gains) are jointly atypical of the data
-    (:func:`~caasl_agent.cut_head.atypical_signs`), with log-std :data:`CUT_VALUE_LOG_STD`.
-    Only the energy is learned.
+    (:func:`~caasl_agent.cut_head.atypical_signs`; ``"mahalanobis"``: by the Mahalanobis
+    metric), with log-std :data:`CUT_VALUE_LOG_STD`. Only the energy is learned.
 
     :param cut_kwargs: keyword arguments of :class:`CutEnergy`.
     :param value_signs: one of :data:`VALUE_SIGNS`.
+    :param value_mean: the values' pre-``tanh`` mean magnitude (> 0).
     """
 
     def __init__(
@@ -174,12 +177,16 @@ class CutActor(SquashedGaussianActor):
         action_space: spaces.Box,
         cut_kwargs: dict[str, Any] | None = None,
         value_signs: str = "alternating",
+        value_mean: float = CUT_VALUE_MEAN,
     ):
         super().__init__(observation_space, action_space)
         if value_signs not in VALUE_SIGNS:
             raise ValueError(f"value_signs must be one of {VALUE_SIGNS}, got {value_signs!r}")
+        if not (isinstance(value_mean, (int, float)) and 0 < value_mean < float("inf")):
+            raise ValueError(f"value_mean must be a finite number > 0, got {value_mean!r}")
         self.cut = CutEnergy(**(cut_kwargs or {}))
         self.value_signs = value_signs
+        self.value_mean = float(value_mean)
 
     def cut_energy(self, obs: PyTorchObs) -> tuple[torch.Tensor, torch.Tensor]:
         """The pair weights ``(B, d, d)`` and unary terms ``(B, d)`` of the observation."""
@@ -188,18 +195,20 @@ class CutActor(SquashedGaussianActor):
 
     def get_action_dist_params(self, obs: PyTorchObs) -> tuple[torch.Tensor, torch.Tensor, dict]:
         """Mean and log-std, both ``(B, a * d)`` in env layout (pre-tanh)."""
-        gains = self.cut.decode(*self.cut_energy(obs))
+        tie_key = valid_sums(obs["history"], obs["mask"]) if self.cut.local_search else None
+        gains = self.cut.decode(*self.cut_energy(obs), tie_key)
         mean, log_std = [CUT_MEAN_SCALE * gains], [torch.zeros_like(gains)]
         if self.entries == 2:
-            mean.append(CUT_VALUE_MEAN * self.signs(obs, gains > 0))
+            mean.append(self.value_mean * self.signs(obs, gains > 0))
             log_std.append(torch.full_like(gains, CUT_VALUE_LOG_STD))
         return torch.cat(mean, 1), torch.cat(log_std, 1), {}
 
     def signs(self, obs: PyTorchObs, targets: torch.Tensor) -> torch.Tensor:
         """The values' signs ``(B, d)`` for the target set ``targets (B, d)`` bool."""
         signs = alternating_signs(obs["history"], obs["mask"])
-        if self.value_signs == "atypical":
-            signs = atypical_signs(obs["history"], obs["mask"], targets, signs)
+        if self.value_signs != "alternating":
+            metric = "correlation" if self.value_signs == "atypical" else "mahalanobis"
+            signs = atypical_signs(obs["history"], obs["mask"], targets, signs, metric)
         return signs
 
 
@@ -302,6 +311,7 @@ class CAASLPolicy(SACPolicy):
         ``actor_encoder_kwargs``, ``net_arch`` and ``log_std_bounds``).
     :param cut_kwargs: keyword arguments of :class:`~caasl_agent.cut_head.CutEnergy`.
     :param value_signs: how :class:`CutActor` signs its values, one of :data:`VALUE_SIGNS`.
+    :param value_mean: :class:`CutActor`'s pre-``tanh`` value magnitude.
     :param n_critics: size ``N`` of the critic ensemble.
     :param optimizer_class: optimizer of actor and critics.
     :param optimizer_kwargs: extra optimizer kwargs.
@@ -326,6 +336,7 @@ class CAASLPolicy(SACPolicy):
         target_head: str = "mlp",
         cut_kwargs: dict[str, Any] | None = None,
         value_signs: str = "alternating",
+        value_mean: float = CUT_VALUE_MEAN,
         n_critics: int = 2,
         optimizer_class: type[torch.optim.Optimizer] = torch.optim.Adam,
         optimizer_kwargs: dict[str, Any] | None = None,
@@ -335,9 +346,10 @@ class CAASLPolicy(SACPolicy):
             raise ValueError("CAASLPolicy does not support gSDE (use_sde=True)")
         if target_head not in TARGET_HEADS:
             raise ValueError(f"target_head must be one of {TARGET_HEADS}, got {target_head!r}")
-        if target_head != "cut" and value_signs != "alternating":
+        if target_head != "cut" and (value_signs, value_mean) != ("alternating", CUT_VALUE_MEAN):
             raise ValueError(
-                f"value_signs other than 'alternating' needs target_head='cut', got {value_signs!r}"
+                "value_signs and value_mean are options of target_head='cut', got "
+                f"target_head={target_head!r}"
             )
         # SACPolicy.__init__ builds flat-MLP kwargs; only the BasePolicy part is wanted here.
         BasePolicy.__init__(
@@ -358,6 +370,7 @@ class CAASLPolicy(SACPolicy):
         self.target_head = target_head
         self.cut_kwargs = dict(cut_kwargs or {})
         self.value_signs = value_signs
+        self.value_mean = value_mean
         self.n_critics = n_critics
         self.share_features_extractor = False
         self._build(lr_schedule)
@@ -376,7 +389,11 @@ class CAASLPolicy(SACPolicy):
     def make_actor(self, features_extractor=None) -> SquashedGaussianActor:
         if self.target_head == "cut":
             actor = CutActor(
-                self.observation_space, self.action_space, self.cut_kwargs, self.value_signs
+                self.observation_space,
+                self.action_space,
+                self.cut_kwargs,
+                self.value_signs,
+                self.value_mean,
             )
             return actor.to(self.device)
         args = self._network_args(DEFAULT_ACTOR_ENCODER, self.actor_encoder_kwargs)
@@ -400,6 +417,7 @@ class CAASLPolicy(SACPolicy):
             target_head=self.target_head,
             cut_kwargs=self.cut_kwargs,
             value_signs=self.value_signs,
+            value_mean=self.value_mean,
             n_critics=self.n_critics,
             optimizer_class=self.optimizer_class,
             optimizer_kwargs=self.optimizer_kwargs,

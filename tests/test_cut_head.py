@@ -18,6 +18,8 @@ from caasl_agent.cut_head import (
     data_correlation,
     edge_counts,
     pseudo_likelihood_loss,
+    sign_coupling,
+    valid_sums,
 )
 from caasl_agent.hyperparams import check_hyperparameters
 from caasl_envs.sb3 import SB3VecEnvAdapter
@@ -203,18 +205,115 @@ def test_atypical_signs_never_raise_the_objective_and_are_equivariant():
     assert torch.equal(permuted, signs[:, perm])
 
 
+def test_mahalanobis_signs_raise_the_distance_and_are_equivariant():
+    """The Mahalanobis rule never lowers ``v^T C_SS^-1 v`` (the targets' values' distance from
+    the data), raises it somewhere, and relabelling the variables relabels the signs."""
+    history, mask = _correlated_history()
+    g = torch.Generator().manual_seed(3)
+    targets = torch.rand(32, 6, generator=g) < 0.6
+    start = torch.where(torch.rand(32, 6, generator=g) < 0.5, -1.0, 1.0)
+    signs = atypical_signs(history, mask, targets, start, "mahalanobis")
+    corr = data_correlation(history, mask)
+    member = targets.float()
+    block = corr * member[:, :, None] * member[:, None, :] + torch.diag_embed(1 - member)
+    precision = torch.linalg.inv(block + cut_head.MAHALANOBIS_RIDGE * torch.eye(6))
+
+    def distance(v):
+        v = v * member
+        return torch.einsum("bi,bij,bj->b", v, precision, v)
+
+    assert (distance(signs) >= distance(start) - 1e-4).all()
+    assert (distance(signs) > distance(start) + 1e-3).any()
+    assert torch.equal(signs[~targets], start[~targets])
+    perm = torch.tensor([3, 0, 5, 1, 4, 2])
+    permuted = atypical_signs(
+        history[:, :, perm], mask, targets[:, perm], start[:, perm], "mahalanobis"
+    )
+    assert torch.equal(permuted, signs[:, perm])
+    assert not torch.equal(signs, atypical_signs(history, mask, targets, start))
+    with pytest.raises(ValueError, match="metric"):
+        sign_coupling(history, mask, targets, "euclidean")
+
+
+def test_local_search_reaches_a_local_maximum_of_the_energy():
+    """From the mean-field cut, flips never lower ``F``, end where no single flip raises it,
+    and the returned gains are positive exactly on the final set."""
+    torch.manual_seed(0)
+    belief = torch.rand(64, 8, 8) * (1 - torch.eye(8))
+    history = torch.randn(64, 30, 8, 2)
+    history[..., 1] = (torch.rand(64, 30, 8) < 0.2).float()
+    mask = torch.ones(64, 30)
+    weights, unary = CutEnergy()(belief, history, mask)
+    start = CutEnergy().mean_field(weights, unary) > 0
+    gains = CutEnergy.improve(weights, unary, start, valid_sums(history, mask))
+    final = gains > 0
+    before = _energy_of(weights, unary, start.float())
+    after = _energy_of(weights, unary, final.float())
+    assert (after >= before - 1e-5).all() and (after > before + 1e-3).any()
+    for j in range(8):
+        flipped = final.clone()
+        flipped[:, j] = ~flipped[:, j]
+        assert (_energy_of(weights, unary, flipped.float()) <= after + 1e-4).all()
+
+
+def test_local_search_breaks_ties_by_the_data_not_the_labels():
+    """A flat coupling (every pair the same weight) leaves every flip tied; with the data as
+    the tie key the decoded set follows the variables under relabelling (by label it would
+    not)."""
+    d = 6
+    weights = torch.full((1, d, d), 0.7) * (1 - torch.eye(d))
+    history, mask = _correlated_history(b=1, d=d)
+    key = valid_sums(history, mask)
+    energy = CutEnergy(local_search=True)
+    unary = torch.zeros(1, d)
+    gains = energy.decode(weights, unary, key)
+    assert 0 < (gains > 0).sum() < d
+    for perm in (torch.tensor([3, 0, 5, 1, 4, 2]), torch.tensor([5, 4, 3, 2, 1, 0])):
+        permuted = energy.decode(weights, unary, key[:, perm])
+        assert torch.equal(permuted > 0, (gains > 0)[:, perm])
+    with pytest.raises(TypeError, match="local_search"):
+        CutEnergy(local_search=1)
+
+
 def test_cut_actor_signs_its_values_as_asked():
     vec = CausalDesignVectorEnv(8, **TINY, observe_belief=True)
     obs, _ = vec.reset(seed=0)
     history, mask = torch.as_tensor(obs["history"]), torch.as_tensor(obs["mask"])
-    for rule in ("alternating", "atypical"):
+    for rule in ("alternating", "atypical", "mahalanobis"):
         action, _ = _cut_model(value_signs=rule).predict(obs, deterministic=True)
         targets = torch.as_tensor(action[:, :4] > 0)
         expected = alternating_signs(history, mask)
-        if rule == "atypical":
-            expected = atypical_signs(history, mask, targets, expected)
+        if rule != "alternating":
+            metric = "correlation" if rule == "atypical" else "mahalanobis"
+            expected = atypical_signs(history, mask, targets, expected, metric)
         np.testing.assert_array_equal(np.sign(action[:, 4:]), expected.numpy())
+        assert np.abs(action[:, 4:]).max() < 1.0  # tanh(3) by default
     with pytest.raises(ValueError, match="value_signs"):
         _cut_model(value_signs="random")
     with pytest.raises(ValueError, match="value_signs"):
         _cut_model(target_head="mlp", value_signs="atypical")
+
+
+def test_cut_actor_values_at_the_bound_and_local_search_options():
+    vec = CausalDesignVectorEnv(8, **TINY, observe_belief=True)
+    obs, _ = vec.reset(seed=0)
+    cut = {"local_search": True}
+    action, _ = _cut_model(value_mean=10.0, cut_kwargs=cut).predict(obs, deterministic=True)
+    np.testing.assert_array_equal(np.abs(action[:, 4:]), 1.0)
+    model = _cut_model(cut_kwargs=cut)
+    history, mask = torch.as_tensor(obs["history"]), torch.as_tensor(obs["mask"])
+    energy = model.policy.actor.cut
+    weights, unary = energy(torch.as_tensor(obs["belief"]), history, mask)
+    expected = (
+        energy.improve(
+            weights, unary, energy.mean_field(weights, unary) > 0, valid_sums(history, mask)
+        )
+        > 0
+    )
+    action, _ = model.predict(obs, deterministic=True)
+    np.testing.assert_array_equal(action[:, :4] > 0, expected.numpy())
+    for bad in (0.0, float("inf"), "10"):
+        with pytest.raises(ValueError, match="value_mean"):
+            _cut_model(value_mean=bad)
+    with pytest.raises(ValueError, match="value_mean"):
+        _cut_model(target_head="mlp", value_mean=10.0)

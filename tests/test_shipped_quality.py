@@ -31,6 +31,7 @@ BEATS_RANDOM = {
     "caasl-linear-imitation-v0": (LINEAR, "exact-linear-scm"),
     "caasl-linear-cut-v0": (LINEAR, "exact-linear-scm"),
     "caasl-linear-cut-v1": (LINEAR, "exact-linear-scm"),
+    "caasl-linear-cut-v2": (LINEAR, "exact-linear-scm"),
     "caasl-sergio-perturbseq-cpu-v0": ("caasl/SERGIOPerturbSeq-v0", "avici-sergio-perturbseq-v0"),
 }
 #: held-out envs per policy where 32 are too few for its margin (+0.5 of 90 entries, SD ~1.2)

@@ -63,6 +63,7 @@ SHIPPED_POLICY_COLOR = {
     "caasl-linear-imitation-v0": 4,
     "caasl-linear-cut-v0": 5,
     "caasl-linear-cut-v1": 3,
+    "caasl-linear-cut-v2": 2,
 }
 #: Medium colours of agents of your own (``module:attr`` and names that are no baseline).
 OTHER_COLORS = ("#0b7285", "#5c940d", "#862e9c", "#a61e4d", "#364fc7")

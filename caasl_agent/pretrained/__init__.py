@@ -41,12 +41,11 @@ def policy_card(name: str) -> str:
 
 
 #: The recommended shipped policy of each simulator family: what ``load_policy()`` (no name)
-#: and ``caasl bench --agents caasl`` use. Linear: ``caasl-linear-cut-v1`` (the cut actor with
-#: atypical value signs: level with the planner ``eig-batch`` within noise on every linear
-#: setting with d <= 12, and 3.4-4.5 expected correct entries ahead of
-#: ``caasl-linear-exact-v0``, the paper's recipe (1.9 with shifts); it needs the belief
-#: channel, which the harness turns on; BENCHMARKS.md, "Atypical value signs").
-RECOMMENDED = {"linear": "caasl-linear-cut-v1", "sergio": "caasl-sergio-perturbseq-cpu-v0"}
+#: and ``caasl bench --agents caasl`` use. Linear: ``caasl-linear-cut-v2`` (the cut actor with
+#: local search, Mahalanobis value signs and values of exactly +-1, chosen over
+#: ``caasl-linear-cut-v1`` on validation environments; it needs the belief channel, which the
+#: harness turns on; BENCHMARKS.md, "Local search and Mahalanobis signs").
+RECOMMENDED = {"linear": "caasl-linear-cut-v2", "sergio": "caasl-sergio-perturbseq-cpu-v0"}
 
 
 def recommended_policy(simulator: str = "linear") -> str:
