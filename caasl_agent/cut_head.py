@@ -129,11 +129,11 @@ def data_correlation(history: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return 0.5 * (corr + corr.transpose(1, 2))  # exactly symmetric, whatever the summation order
 
 
-def _coupling_order(key: torch.Tensor, history: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def _coupling_order(key: torch.Tensor, tie_key: torch.Tensor) -> torch.Tensor:
     """``(B, d)`` the variables by decreasing ``key (B, d)``, exact ties (a pair of targets has
-    the same ``|C_ij|``) by decreasing sum of the variable's valid values, so that the order
-    does not depend on the variables' labels."""
-    by_data = valid_sums(history, mask).argsort(dim=1, descending=True, stable=True)
+    the same ``|C_ij|``) by decreasing ``tie_key (B, d)`` (:func:`valid_sums`), so that the
+    order does not depend on the variables' labels."""
+    by_data = tie_key.argsort(dim=1, descending=True, stable=True)
     by_key = key.gather(1, by_data).argsort(dim=1, descending=True, stable=True)
     return by_data.gather(1, by_key)
 
@@ -165,6 +165,7 @@ def atypical_signs(
     targets: torch.Tensor,
     start: torch.Tensor,
     metric: str = "correlation",
+    tie_key: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Signs ``(B, d)`` of the targets' values that make them jointly atypical of the data:
     ``v`` in ``{-1, +1}`` minimising ``sum_{i != j, both targets} A_ij v_i v_j``
@@ -177,15 +178,17 @@ def atypical_signs(
     :data:`ATYPICAL_SWEEPS` sweeps of coordinate descent (each update can only lower the
     objective), from ``start (B, d)`` (e.g. :func:`alternating_signs`), visiting the variables
     of each environment from the most to the least coupled (``sum_j |A_ij|`` over the
-    targets; ties by the variable's data), so that relabelling the variables relabels the
-    signs, and stopping early at a sweep that changes nothing; a variable whose field is
+    targets; ties by ``tie_key (B, d)``, default :func:`valid_sums`, the variable's data), so
+    that relabelling the variables relabels the signs, and stopping early at a sweep that changes nothing; a variable whose field is
     exactly 0, and every non-target (``targets (B, d)`` bool), keeps its start sign. ``O(d^2)``
     per sweep, batched over environments. Why and how much it helps: the model cards of
     ``caasl-linear-cut-v1`` (correlation) and ``caasl-linear-cut-v2`` (Mahalanobis)."""
     d = history.shape[2]
     coupling = sign_coupling(history, mask, targets, metric)
     key = coupling.abs().sum(2)
-    order = _coupling_order(key, history, mask)  # (B, d): position -> variable
+    if tie_key is None:
+        tie_key = valid_sums(history, mask)
+    order = _coupling_order(key, tie_key)  # (B, d): position -> variable
     coupled = int((key > 0).sum(1).max())  # the rest (non-targets, isolated targets) keep start
     opposed = -coupling.gather(1, order[:, :coupled, None].expand(-1, -1, d))
     opposed = opposed.gather(2, order[:, None, :].expand(-1, coupled, -1))  # (B, m, d) ordered
@@ -294,12 +297,13 @@ class CutEnergy(nn.Module):
         self, weights: torch.Tensor, unary: torch.Tensor, tie_key: torch.Tensor | None = None
     ) -> torch.Tensor:
         """The gains ``(B, d)`` of the decoded cut: :meth:`mean_field`, then with
-        ``local_search`` :meth:`improve` (``tie_key (B, d)``, e.g. :func:`valid_sums`,
-        orders the variables whose flips raise ``F`` equally)."""
+        ``local_search`` :meth:`improve`, which needs ``tie_key (B, d)`` (:func:`valid_sums`)."""
         gains = self.mean_field(weights, unary)
-        if self.local_search:
-            gains = self.improve(weights, unary, gains > 0, tie_key)
-        return gains
+        if not self.local_search:
+            return gains
+        if tie_key is None:
+            raise ValueError("the local search needs a tie_key (e.g. valid_sums of the history)")
+        return self.improve(weights, unary, gains > 0, tie_key)
 
     @classmethod
     def improve(
@@ -307,20 +311,21 @@ class CutEnergy(nn.Module):
         weights: torch.Tensor,
         unary: torch.Tensor,
         member: torch.Tensor,
-        tie_key: torch.Tensor | None = None,
+        tie_key: torch.Tensor,
     ) -> torch.Tensor:
         """Best-improvement local search on ``F`` from the set ``member (B, d)`` bool: in each
         environment, flip the variable whose flip raises ``F`` most (the first by decreasing
-        ``tie_key`` among equal ones; by label without it), until no flip raises it by more
+        ``tie_key (B, d)`` among equal ones, so that the result does not depend on the labels),
+        until no flip raises it by more
         than :data:`LOCAL_SEARCH_TOLERANCE` anywhere; the gains ``(B, d)`` at the final sets,
         positive exactly on them (up to the tolerance). ``F`` rises at every flip, so it ends
         in at most as many rounds as there are sets; batched over environments."""
         base, coupling = cls._linear_form(weights, unary)
-        if tie_key is not None:  # search in the key's order: argmax takes the first maximum
-            order = tie_key.argsort(dim=1, descending=True, stable=True)
-            base, member = base.gather(1, order), member.gather(1, order)
-            rows = order[:, :, None].expand_as(coupling)
-            coupling = coupling.gather(1, rows).gather(2, rows.transpose(1, 2))
+        # search in the key's order, where max's first maximum is the tie rule
+        order = tie_key.argsort(dim=1, descending=True, stable=True)
+        base, member = base.gather(1, order), member.gather(1, order)
+        rows = order[:, :, None].expand_as(coupling)
+        coupling = coupling.gather(1, rows).gather(2, rows.transpose(1, 2))
         # In signs t = 1 - 2 member: gains = base - coupling member = half + coupling t / 2,
         # and flipping j changes F by gains_j * t_j.
         half = base - 0.5 * coupling.sum(2)
@@ -335,8 +340,6 @@ class CutEnergy(nn.Module):
             flipped = signs.gather(1, best) * torch.where(flip, -1.0, 1.0)[..., None]
             signs = signs.scatter(1, best, flipped)
         gains = gains[..., 0]
-        if tie_key is None:
-            return gains
         return torch.empty_like(gains).scatter_(1, order, gains)
 
     def mean_field(self, weights: torch.Tensor, unary: torch.Tensor) -> torch.Tensor:

@@ -42,9 +42,11 @@ DEFAULT_CRITIC_ENCODER = dict(embed_dim=32, n_layers=4, n_heads=8, ff_dim=64, dr
 #: How the actor chooses targets: ``"mlp"``, each variable from its own embedding
 #: (:class:`EquivariantActor`, the paper's actor); ``"cut"``, :class:`CutActor`.
 TARGET_HEADS = ("mlp", "cut")
-#: How :class:`CutActor` signs its values: alternating per variable, or
-#: :func:`~caasl_agent.cut_head.atypical_signs` by correlation or by Mahalanobis distance.
-VALUE_SIGNS = ("alternating", "atypical", "mahalanobis")
+#: :class:`CutActor`'s rules that start from the alternating signs and make the targets' values
+#: atypical of the data: rule -> ``metric`` of :func:`~caasl_agent.cut_head.atypical_signs`.
+ATYPICAL_METRICS = {"atypical": "correlation", "mahalanobis": "mahalanobis"}
+#: How :class:`CutActor` signs its values: alternating per variable, or one of the above.
+VALUE_SIGNS = ("alternating", *ATYPICAL_METRICS)
 #: :class:`CutActor`'s target means are its gains times this (see there).
 CUT_MEAN_SCALE = 1.0 / 1.7
 #: :class:`CutActor`'s value means are ``+-CUT_VALUE_MEAN`` by default (``tanh`` 0.995: the
@@ -195,20 +197,24 @@ class CutActor(SquashedGaussianActor):
 
     def get_action_dist_params(self, obs: PyTorchObs) -> tuple[torch.Tensor, torch.Tensor, dict]:
         """Mean and log-std, both ``(B, a * d)`` in env layout (pre-tanh)."""
+        # the label-free order of exact ties, shared by the local search and the signs
         tie_key = valid_sums(obs["history"], obs["mask"]) if self.cut.local_search else None
         gains = self.cut.decode(*self.cut_energy(obs), tie_key)
         mean, log_std = [CUT_MEAN_SCALE * gains], [torch.zeros_like(gains)]
         if self.entries == 2:
-            mean.append(self.value_mean * self.signs(obs, gains > 0))
+            mean.append(self.value_mean * self.signs(obs, gains > 0, tie_key))
             log_std.append(torch.full_like(gains, CUT_VALUE_LOG_STD))
         return torch.cat(mean, 1), torch.cat(log_std, 1), {}
 
-    def signs(self, obs: PyTorchObs, targets: torch.Tensor) -> torch.Tensor:
-        """The values' signs ``(B, d)`` for the target set ``targets (B, d)`` bool."""
+    def signs(
+        self, obs: PyTorchObs, targets: torch.Tensor, tie_key: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The values' signs ``(B, d)`` for the target set ``targets (B, d)`` bool
+        (``tie_key``: :func:`~caasl_agent.cut_head.valid_sums` of the history, if known)."""
         signs = alternating_signs(obs["history"], obs["mask"])
-        if self.value_signs != "alternating":
-            metric = "correlation" if self.value_signs == "atypical" else "mahalanobis"
-            signs = atypical_signs(obs["history"], obs["mask"], targets, signs, metric)
+        if self.value_signs in ATYPICAL_METRICS:
+            metric = ATYPICAL_METRICS[self.value_signs]
+            signs = atypical_signs(obs["history"], obs["mask"], targets, signs, metric, tie_key)
         return signs
 
 

@@ -271,6 +271,8 @@ def test_local_search_breaks_ties_by_the_data_not_the_labels():
     for perm in (torch.tensor([3, 0, 5, 1, 4, 2]), torch.tensor([5, 4, 3, 2, 1, 0])):
         permuted = energy.decode(weights, unary, key[:, perm])
         assert torch.equal(permuted > 0, (gains > 0)[:, perm])
+    with pytest.raises(ValueError, match="tie_key"):
+        energy.decode(weights, unary)
     with pytest.raises(TypeError, match="local_search"):
         CutEnergy(local_search=1)
 
