@@ -253,10 +253,15 @@ class CutEnergy(nn.Module):
         )
 
     def forward(
-        self, belief: torch.Tensor, history: torch.Tensor, mask: torch.Tensor
+        self,
+        belief: torch.Tensor,
+        history: torch.Tensor,
+        mask: torch.Tensor,
+        tie_key: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``belief (B, d, d)``, ``history (B, N, d, 2)``, ``mask (B, N)`` -> ``lambda W (B, d,
-        d)`` (zero diagonal) and ``lambda u (B, d)``."""
+        d)`` (zero diagonal) and ``lambda u (B, d)``; ``tie_key (B, d)``: :func:`valid_sums`
+        of the history, if the caller has it (it breaks exact ties, :data:`TIE_BREAK`)."""
         d = belief.shape[-1]
         p = belief.to(history.dtype)
         h = bernoulli_entropy(p)
@@ -273,7 +278,9 @@ class CutEnergy(nn.Module):
             [p.sum(2), p.sum(1), h.sum(2), h.sum(1), interventions.log1p(), interventions / rows],
             -1,
         )
-        unary = self.unary(node)[..., 0] + TIE_BREAK * torch.sign(valid_sums(history, mask))
+        if tie_key is None:
+            tie_key = valid_sums(history, mask)
+        unary = self.unary(node)[..., 0] + TIE_BREAK * torch.sign(tie_key)
         sharpness = self.log_sharpness.exp()
         return sharpness * weights, sharpness * unary
 

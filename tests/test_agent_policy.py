@@ -227,3 +227,18 @@ def test_policy_class_is_a_sac_policy():
     from stable_baselines3.sac.policies import SACPolicy
 
     assert issubclass(CAASLPolicy, SACPolicy)
+
+
+def test_predict_evaluates_in_eval_mode_and_training_switches_back():
+    """predict puts the actor and the critics in evaluation mode, whatever the mode before
+    (SB3 semantics; the switch is skipped only when nothing would change)."""
+    policy = tiny_model(toy_vec_env(d=3)).policy
+    for _ in range(2):  # from training mode, then from evaluation mode
+        policy.set_training_mode(True)
+        assert policy.training and policy.actor.training and policy.critic.training
+        policy.predict(toy_obs(3), deterministic=True)
+        modules = [policy, policy.actor, policy.critic, *policy.actor.modules()]
+        assert not any(module.training for module in modules)
+    policy.actor.train()  # the actor alone switched back: predict still switches it
+    policy.predict(toy_obs(3), deterministic=True)
+    assert not any(module.training for module in policy.actor.modules())

@@ -319,6 +319,52 @@ def test_paired_vs_script_keeps_modes_apart_and_uses_the_harness_intervals(end_t
         assert f"| {TINY.settings[0].name} | {cell} |" in section, (mode, cell)
 
 
+def test_designer_table_pools_draws_and_pairs_by_environment_seed(end_to_end):
+    """Runs of an agent over other environments (another --seed) are pooled, a repeated
+    environment is kept once, pairs form by environment seed, and two different results for
+    one environment are refused."""
+    import dataclasses
+    import runpy
+
+    results, _ = end_to_end
+    script = runpy.run_path("benchmarks/designer_table.py")
+    label_runs, paired_difference = script["label_runs"], script["paired_difference"]
+    setting = TINY.settings[0].name
+    pick = {
+        run.agent: run
+        for run in results.runs
+        if run.setting == setting and run.mode == "deterministic"
+    }
+    mine, ref = pick["random-zero"], pick["random"]
+
+    def other_draw(run, shift=1.0):  # the same run on other environments
+        return dataclasses.replace(
+            run,
+            seeds=tuple(seed + 10**6 for seed in run.seeds),
+            metrics={name: values + shift for name, values in run.metrics.items()},
+        )
+
+    runs = [mine, other_draw(mine, 2.0), mine, ref, other_draw(ref)]
+    pooled = label_runs(runs)
+    assert len(pooled[setting, "random-zero"].seeds) == 2 * len(mine.seeds)  # the repeat kept once
+    diff = paired_difference(pooled[setting, "random-zero"], pooled[setting, "random"], "shd")
+    first = mine.metrics["shd"][:, -1] - ref.metrics["shd"][:, -1]
+    np.testing.assert_allclose(diff, np.concatenate([first, first + 1.0]))
+    # the reference on the second draw only: pairs over the shared environments
+    alone = label_runs([mine, other_draw(mine, 2.0), other_draw(ref)])
+    diff = paired_difference(alone[setting, "random-zero"], alone[setting, "random"], "shd")
+    np.testing.assert_allclose(diff, first + 1.0)
+    with pytest.raises(ValueError, match="two different results"):
+        label_runs([mine, dataclasses.replace(mine, metrics=other_draw(mine).metrics)])
+    both = [mine, dataclasses.replace(mine, mode="stochastic", metrics=other_draw(mine).metrics)]
+    assert set(label_runs(both)) == {
+        (setting, "random-zero (deterministic)"),
+        (setting, "random-zero (stochastic)"),
+    }
+    with pytest.raises(ValueError, match="two different results"):  # its modes differ
+        label_runs(both, frozenset({"random-zero"}))
+
+
 def test_every_agent_sees_the_same_environments(end_to_end):
     results, _ = end_to_end
     seen: dict[str, list[np.ndarray]] = {}

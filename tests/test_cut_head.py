@@ -314,7 +314,7 @@ def test_cut_actor_values_at_the_bound_and_local_search_options():
     )
     action, _ = model.predict(obs, deterministic=True)
     np.testing.assert_array_equal(action[:, :4] > 0, expected.numpy())
-    for bad in (0.0, float("inf"), "10"):
+    for bad in (0.0, float("inf"), "10", True):
         with pytest.raises(ValueError, match="value_mean"):
             _cut_model(value_mean=bad)
     with pytest.raises(ValueError, match="value_mean"):
