@@ -453,7 +453,7 @@ class CAASLPolicy(SACPolicy):
         """SB3's switch between training and evaluation mode, skipped when the policy, its
         actor and its critics are in ``mode`` already: :meth:`predict` asks for it at every
         call, and walking every submodule (the critics' encoders included) cost a quarter of a
-        cut actor's design at d = 10, batch 1 (0.3-0.6 ms). A submodule switched on its own,
+        cut actor's design at d = 10, batch 1 (0.4-0.8 ms). A submodule switched on its own,
         below the actor or the critics, is not looked for."""
         if self.training == mode and self.actor.training == mode and self.critic.training == mode:
             return

@@ -229,7 +229,7 @@ def test_policy_class_is_a_sac_policy():
     assert issubclass(CAASLPolicy, SACPolicy)
 
 
-def test_predict_evaluates_in_eval_mode_and_training_switches_back():
+def test_predict_switches_to_evaluation_mode_whatever_the_mode_before():
     """predict puts the actor and the critics in evaluation mode, whatever the mode before
     (SB3 semantics; the switch is skipped only when nothing would change)."""
     policy = tiny_model(toy_vec_env(d=3)).policy

@@ -22,6 +22,7 @@ from caasl_agent.cut_head import (
     valid_sums,
 )
 from caasl_agent.hyperparams import check_hyperparameters
+from caasl_agent.policies import ATYPICAL_METRICS
 from caasl_envs.sb3 import SB3VecEnvAdapter
 from caasl_envs.vector import CausalDesignVectorEnv
 
@@ -285,9 +286,8 @@ def test_cut_actor_signs_its_values_as_asked():
         action, _ = _cut_model(value_signs=rule).predict(obs, deterministic=True)
         targets = torch.as_tensor(action[:, :4] > 0)
         expected = alternating_signs(history, mask)
-        if rule != "alternating":
-            metric = "correlation" if rule == "atypical" else "mahalanobis"
-            expected = atypical_signs(history, mask, targets, expected, metric)
+        if rule in ATYPICAL_METRICS:
+            expected = atypical_signs(history, mask, targets, expected, ATYPICAL_METRICS[rule])
         np.testing.assert_array_equal(np.sign(action[:, 4:]), expected.numpy())
         assert np.abs(action[:, 4:]).max() < 1.0  # tanh(3) by default
     with pytest.raises(ValueError, match="value_signs"):
