@@ -440,13 +440,14 @@ class CAASLPolicy(SACPolicy):
         other ``d``) with a check of the causal-design structure.
         """
         history, mask, single = batched_observation(observation)
+        device = self.device  # SB3 looks it up from the parameters at every access
         tensors = {
-            "history": torch.as_tensor(history, device=self.device),
-            "mask": torch.as_tensor(mask, device=self.device),
+            "history": torch.as_tensor(history, device=device),
+            "mask": torch.as_tensor(mask, device=device),
         }
         belief = batched_belief(observation, history.shape[2])
         if belief is not None:
-            tensors["belief"] = torch.as_tensor(belief, device=self.device)
+            tensors["belief"] = torch.as_tensor(belief, device=device)
         return tensors, not single
 
     def set_training_mode(self, mode: bool) -> None:

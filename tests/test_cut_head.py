@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 import pytest
@@ -76,6 +77,30 @@ def test_untrained_head_is_the_hand_rule_and_gains_are_energy_differences():
             plus[:, j], minus[:, j] = 1.0, 0.0
             diff = _energy_of(weights, unary, plus) - _energy_of(weights, unary, minus)
             torch.testing.assert_close(gains[:, j], diff, atol=1e-5, rtol=1e-5)
+
+
+def test_inference_skips_only_mlps_whose_output_is_zero():
+    """Without a gradient an all-zero last layer is not evaluated: the energy is bit for bit
+    the one with the MLPs evaluated, and a trained layer is used."""
+    belief, history, mask = _random_inputs()
+    energy = CutEnergy(discount=2.0, sharpness=3.0)
+    evaluated = energy(belief, history, mask)  # parameters need a gradient: MLPs evaluated
+    with torch.no_grad():
+        skipped = energy(belief, history, mask)
+    for a, b in zip(evaluated, skipped):
+        assert torch.equal(a.detach(), b)
+    with torch.no_grad():
+        energy.phi[-1].bias.fill_(0.5)
+        energy.unary[-1].bias.fill_(0.1)
+        trained = energy(belief, history, mask)
+    for a, b in zip(energy(belief, history, mask), trained):
+        torch.testing.assert_close(a.detach(), b)
+    off = 1 - torch.eye(5)
+    torch.testing.assert_close(trained[0], skipped[0] * math.exp(0.5) * off)
+    torch.testing.assert_close(trained[1], skipped[1] + 0.3)
+    with torch.no_grad():  # a belief with a non-zero diagonal still gives W a zero diagonal
+        weights, _ = energy(belief + 0.3 * torch.eye(5), history, mask)
+    assert weights.diagonal(dim1=1, dim2=2).eq(0).all()
 
 
 def test_gains_and_decoding_are_permutation_equivariant():
