@@ -75,22 +75,41 @@ def pool(runs: list[RunRecord]) -> RunRecord:
     )
 
 
-def final(run: RunRecord, metric: str) -> np.ndarray:
-    return run.metrics[metric][:, -1]
+def at(run: RunRecord, metric: str, experiments: int | None = None) -> np.ndarray:
+    """``(episodes,)`` values of ``metric`` after ``experiments`` experiments (default: all)."""
+    values = run.metrics[metric]
+    if experiments is None:
+        return values[:, -1]
+    if not 0 <= experiments < values.shape[1]:
+        raise ValueError(
+            f"--experiments must be in [0, {values.shape[1] - 1}] for {run.setting}, "
+            f"got {experiments}"
+        )
+    return values[:, experiments]
 
 
-def paired_difference(mine: RunRecord, ref: RunRecord, metric: str) -> np.ndarray:
-    """``mine - ref`` of the final ``metric`` over the environments both ran, by seed."""
+def paired_difference(
+    mine: RunRecord, ref: RunRecord, metric: str, experiments: int | None = None
+) -> np.ndarray:
+    """``mine - ref`` of ``metric`` after ``experiments`` experiments (default: all) over the
+    environments both ran, by seed."""
     where = {seed: i for i, seed in enumerate(ref.seeds)}
     shared = [(i, where[seed]) for i, seed in enumerate(mine.seeds) if seed in where]
     if not shared:
         raise ValueError(f"{mine.setting}: {mine.agent} and {ref.agent} share no environment")
     own, other = (np.array(index) for index in zip(*shared))
-    return final(mine, metric)[own] - final(ref, metric)[other]
+    return at(mine, metric, experiments)[own] - at(ref, metric, experiments)[other]
 
 
-def tables(runs: dict[tuple[str, str], RunRecord], agent: str, references: list[str], metric: str):
-    """Markdown: the summary table and the paired-difference table."""
+def tables(
+    runs: dict[tuple[str, str], RunRecord],
+    agent: str,
+    references: list[str],
+    metric: str,
+    experiments: int | None = None,
+) -> str:
+    """Markdown: the summary table and the paired-difference table of ``metric`` after
+    ``experiments`` experiments (default: all)."""
     settings = list(dict.fromkeys(s for s, _ in runs))
     agents = list(dict.fromkeys(a for _, a in runs))
     lines = ["| setting | " + " | ".join(agents) + " |", "|---|" + "---:|" * len(agents)]
@@ -99,7 +118,9 @@ def tables(runs: dict[tuple[str, str], RunRecord], agent: str, references: list[
         for a in agents:
             run = runs.get((setting, a))
             cells.append(
-                "" if run is None else "{:.2f} ± {:.2f}".format(*mean_sem(final(run, metric))[:2])
+                ""
+                if run is None
+                else "{:.2f} ± {:.2f}".format(*mean_sem(at(run, metric, experiments))[:2])
             )
         lines.append(f"| {setting} | " + " | ".join(cells) + " |")
     lines += ["", "| setting | " + " | ".join(f"{agent} − {r}" for r in references) + " |"]
@@ -111,7 +132,7 @@ def tables(runs: dict[tuple[str, str], RunRecord], agent: str, references: list[
             if mine is None or ref is None:
                 cells.append("")
                 continue
-            mean, low, high, _ = paired_interval(paired_difference(mine, ref, metric))
+            mean, low, high, _ = paired_interval(paired_difference(mine, ref, metric, experiments))
             cells.append(f"{mean:+.2f} [{low:+.2f}, {high:+.2f}]")
         lines.append(f"| {setting} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -128,9 +149,15 @@ def main(argv: list[str] | None = None) -> None:
         default="",
         help="comma-separated agents whose runs of every mode are one (planners such as eig-batch)",
     )
+    parser.add_argument(
+        "--experiments",
+        type=int,
+        default=None,
+        help="compare after this many experiments (0: the observational data alone); default all",
+    )
     args = parser.parse_args(argv)
     runs = labelled_runs(args.folders, frozenset(filter(None, args.mode_free.split(","))))
-    print(tables(runs, args.agent, args.references.split(","), args.metric))
+    print(tables(runs, args.agent, args.references.split(","), args.metric, args.experiments))
 
 
 if __name__ == "__main__":

@@ -181,8 +181,9 @@ def atypical_signs(
     targets; ties by ``tie_key (B, d)``, default :func:`valid_sums`, the variable's data), so
     that relabelling the variables relabels the signs, and stopping early at a sweep that
     changes nothing; a variable whose field is exactly 0, and every non-target (``targets (B,
-    d)`` bool), keeps its start sign. ``O(d^2)`` per sweep, batched over environments. Why and how much it helps: the model cards of
-    ``caasl-linear-cut-v1`` (correlation) and ``caasl-linear-cut-v2`` (Mahalanobis)."""
+    d)`` bool), keeps its start sign. ``O(d^2)`` per sweep, batched over environments. Why and
+    how much it helps: the model cards of ``caasl-linear-cut-v1`` (correlation) and
+    ``caasl-linear-cut-v2`` (Mahalanobis)."""
     d = history.shape[2]
     coupling = sign_coupling(history, mask, targets, metric)
     key = coupling.abs().sum(2)
@@ -345,8 +346,8 @@ class CutEnergy(nn.Module):
         """Best-improvement local search on ``F`` from the set ``member (B, d)`` bool: in each
         environment, flip the variable whose flip raises ``F`` most (the first by decreasing
         ``tie_key (B, d)`` among equal ones, so that the result does not depend on the labels),
-        until no flip raises it by more than :data:`LOCAL_SEARCH_TOLERANCE` anywhere; the gains ``(B, d)`` at the final sets,
-        positive exactly on them (up to the tolerance). ``F`` rises at every flip, so it ends
+        until no flip raises it by more than :data:`LOCAL_SEARCH_TOLERANCE` anywhere; the gains
+        ``(B, d)`` at the final sets, positive exactly on them (up to the tolerance). ``F`` rises at every flip, so it ends
         in at most as many rounds as there are sets; batched over environments."""
         base, coupling = cls._linear_form(weights, unary)
         # search in the key's order, where max's first maximum is the tie rule

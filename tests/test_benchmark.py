@@ -363,6 +363,12 @@ def test_designer_table_pools_draws_and_pairs_by_environment_seed(end_to_end):
     }
     with pytest.raises(ValueError, match="two different results"):  # its modes differ
         label_runs(both, frozenset({"random-zero"}))
+    # after k experiments instead of all: the k-th column of the per-step metric
+    early = paired_difference(mine, ref, "shd", experiments=1)
+    np.testing.assert_allclose(early, mine.metrics["shd"][:, 1] - ref.metrics["shd"][:, 1])
+    steps = mine.metrics["shd"].shape[1]
+    with pytest.raises(ValueError, match="--experiments"):
+        paired_difference(mine, ref, "shd", experiments=steps)
 
 
 def test_every_agent_sees_the_same_environments(end_to_end):
