@@ -28,7 +28,13 @@ from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from stable_baselines3.sac.policies import SACPolicy
 from torch import nn
 
-from caasl_agent.cut_head import CutEnergy, alternating_signs, atypical_signs, valid_sums
+from caasl_agent.cut_head import (
+    CutEnergy,
+    alternating_signs,
+    atypical_signs,
+    targeted_rows,
+    valid_sums,
+)
 from caasl_agent.torch_layers import CAASLEncoder
 from caasl_envs.histories import (
     batched_belief,
@@ -192,30 +198,41 @@ class CutActor(SquashedGaussianActor):
         self.value_mean = float(value_mean)
 
     def cut_energy(
-        self, obs: PyTorchObs, tie_key: torch.Tensor | None = None
+        self,
+        obs: PyTorchObs,
+        tie_key: torch.Tensor | None = None,
+        targeted: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The pair weights ``(B, d, d)`` and unary terms ``(B, d)`` of the observation
-        (``tie_key``: :func:`~caasl_agent.cut_head.valid_sums` of the history, if known)."""
+        (``tie_key``, ``targeted``: :func:`~caasl_agent.cut_head.valid_sums` and
+        :func:`~caasl_agent.cut_head.targeted_rows` of the history, if known)."""
         belief = required_belief(obs.get("belief"), "the cut head")
-        return self.cut(belief, obs["history"], obs["mask"], tie_key)
+        return self.cut(belief, obs["history"], obs["mask"], tie_key, targeted)
 
     def get_action_dist_params(self, obs: PyTorchObs) -> tuple[torch.Tensor, torch.Tensor, dict]:
         """Mean and log-std, both ``(B, a * d)`` in env layout (pre-tanh)."""
-        # the label-free order of exact ties, shared by the energy, the local search and the signs
+        # the label-free order of exact ties, shared by the energy, the local search and the
+        # signs, and the rows' targets, shared by the energy and the signs: computed once
         tie_key = valid_sums(obs["history"], obs["mask"])
-        gains = self.cut.decode(*self.cut_energy(obs, tie_key), tie_key)
+        targeted = targeted_rows(obs["history"], obs["mask"])
+        gains = self.cut.decode(*self.cut_energy(obs, tie_key, targeted), tie_key)
         mean, log_std = [CUT_MEAN_SCALE * gains], [torch.zeros_like(gains)]
         if self.entries == 2:
-            mean.append(self.value_mean * self.signs(obs, gains > 0, tie_key))
+            mean.append(self.value_mean * self.signs(obs, gains > 0, tie_key, targeted))
             log_std.append(torch.full_like(gains, CUT_VALUE_LOG_STD))
         return torch.cat(mean, 1), torch.cat(log_std, 1), {}
 
     def signs(
-        self, obs: PyTorchObs, targets: torch.Tensor, tie_key: torch.Tensor | None = None
+        self,
+        obs: PyTorchObs,
+        targets: torch.Tensor,
+        tie_key: torch.Tensor | None = None,
+        targeted: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The values' signs ``(B, d)`` for the target set ``targets (B, d)`` bool
-        (``tie_key``: :func:`~caasl_agent.cut_head.valid_sums` of the history, if known)."""
-        signs = alternating_signs(obs["history"], obs["mask"])
+        (``tie_key``, ``targeted``: :func:`~caasl_agent.cut_head.valid_sums` and
+        :func:`~caasl_agent.cut_head.targeted_rows` of the history, if known)."""
+        signs = alternating_signs(obs["history"], obs["mask"], targeted)
         if self.value_signs in ATYPICAL_METRICS:
             metric = ATYPICAL_METRICS[self.value_signs]
             signs = atypical_signs(obs["history"], obs["mask"], targets, signs, metric, tie_key)

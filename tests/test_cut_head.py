@@ -20,6 +20,7 @@ from caasl_agent.cut_head import (
     edge_counts,
     pseudo_likelihood_loss,
     sign_coupling,
+    targeted_rows,
     valid_sums,
 )
 from caasl_agent.hyperparams import check_hyperparameters
@@ -57,6 +58,10 @@ def test_edge_counts_count_rows_with_j_targeted_and_k_not():
     # values alternate with each intervention on a variable: x0 twice, x1 and x2 once
     signs = alternating_signs(history, torch.tensor([[1.0, 1.0, 1.0, 0.0]]))
     torch.testing.assert_close(signs, torch.tensor([[1.0, -1.0, -1.0]]))
+    mask = torch.tensor([[1.0, 1.0, 1.0, 0.0]])  # the caller's targeted rows give the same
+    torch.testing.assert_close(
+        alternating_signs(history, mask, targeted_rows(history, mask)), signs
+    )
 
 
 def test_untrained_head_is_the_hand_rule_and_gains_are_energy_differences():
